@@ -1,0 +1,45 @@
+"""Plain head / relation / tail text triples (FB15k-237, WN18RR and PyKEEN's files look like this).
+
+Each line holds three fields separated by ``delimiter`` (a tab by default). Every entity is a
+text entity whose key is ``<source>:<field>`` and whose text is the field with underscores as
+spaces; the relation key is the field as written.
+"""
+
+from pathlib import Path
+
+from data_prep.common import Conversion, clean_text, iter_lines, require_file
+from kgclip.errors import SourceError
+from kgclip.store import StoreWriter
+
+
+def relation_text(key: str) -> str:
+    """A readable text for a relation field: the last path part, underscores and slashes as spaces."""
+    last = key.strip("/").split("/")[-1] if "/" in key else key
+    return " ".join(last.replace("_", " ").split()) or key
+
+
+def convert_triples(path: str | Path, writer: StoreWriter, conv: Conversion, *, delimiter: str = "\t", source: str = "triples") -> None:
+    """Read ``path`` into ``writer``; lines with a wrong number of fields are counted bad skips."""
+    path = require_file(path, "triples file")
+    for lineno, line in iter_lines(path, conv):
+        if not line.strip():
+            conv.skip("empty line", bad=False)
+            continue
+        fields = line.split(delimiter)
+        if len(fields) != 3:
+            if conv.read == 1:
+                raise SourceError(f"{path}:1: expected 3 fields separated by {delimiter!r}, found {len(fields)}")
+            conv.skip(f"{len(fields)} fields instead of 3", f"{path}:{lineno}")
+            continue
+        h, r, t = (f.strip() for f in fields)
+        h_text, t_text = clean_text(h.replace("_", " "), conv), clean_text(t.replace("_", " "), conv)
+        if not h_text or not t_text or not r:
+            conv.skip("empty field", f"{path}:{lineno}")
+            continue
+        hid = writer.add_entity(f"{source}:{h}", "text", text=h_text, source=source)
+        tid = writer.add_entity(f"{source}:{t}", "text", text=t_text, source=source)
+        rid = writer.add_relation(r, relation_text(r))
+        if hid == tid:
+            conv.note("self-loop kept")
+        writer.add_triplet(hid, rid, tid, source=source)
+        conv.kept += 1

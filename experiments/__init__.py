@@ -1,0 +1,1 @@
+"""The kgclip application: command line, configs, runner, reports."""

@@ -1,0 +1,52 @@
+"""The ``kgclip`` console command.
+
+Each verb lives in its own module with ``add_parser(subparsers)``; this file only assembles them
+and turns user errors (:class:`kgclip.errors.KgclipError`) into one line and exit code 2.
+"""
+
+import argparse
+import importlib
+import sys
+import warnings
+from collections.abc import Sequence
+
+from kgclip import __version__
+from kgclip.errors import KgclipError
+
+VERB_MODULES = ("info", "prepare")
+
+
+# torch_geometric scripts a few functions at import; torch warns that jit is deprecated.
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kgclip", description="Knowledge-CLIP: CLIP continued on knowledge graphs.")
+    parser.add_argument("--version", action="version", version=f"kgclip {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for name in VERB_MODULES:
+        importlib.import_module(f"experiments.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet:
+        from kgclip import progress
+
+        progress.set_enabled(False)
+    try:
+        return int(args.func(args) or 0)
+    except KgclipError as exc:
+        print(f"kgclip {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kgclip {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""`kgclip info STORE`: what a store holds and whether it is valid."""
+
+import argparse
+
+import pandas as pd
+
+from kgclip.graph import modality_pair_stats, relation_stats, source_stats
+from kgclip.store import KnowledgeStore, validate_store
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="counts and validation of a knowledge store")
+    p.add_argument("store", help="store folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = KnowledgeStore(args.store)
+    m = store.manifest
+    c = m["counts"]
+    print(f"store {store.path}  (format {m['format_version']}, written by kgclip {m.get('kgclip_version')})")
+    print(f"entities {c['entities']}  relations {c['relations']}  triplets {c['triplets']}  "
+          f"splits {c['splits']}  duplicates removed {m.get('duplicates_removed', 0)}  "
+          f"leakage blocked {m.get('leakage_blocked', 0)}  self-loops {m.get('self_loops', 0)}")
+    with pd.option_context("display.width", 160, "display.max_rows", 60, "display.max_columns", 20):
+        print("\nper source:")
+        print(source_stats(store).to_string(index=False))
+        skips = {s: info.get("skipped", {}) for s, info in m.get("sources", {}).items() if info.get("skipped")}
+        for s, reasons in skips.items():
+            print(f"  skipped in {s}: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
+        print("\nper modality pair (head -> tail):")
+        print(modality_pair_stats(store).to_string(index=False))
+        print("\nper relation:")
+        print(relation_stats(store).to_string(index=False))
+    problems = validate_store(store)
+    print("\nvalidation: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+    for p in problems:
+        print(f"  - {p}")
+    return 0 if not problems else 2

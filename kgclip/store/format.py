@@ -1,0 +1,44 @@
+"""The on-disk format of a knowledge store (see DESIGN.md, "Knowledge store")."""
+
+import pyarrow as pa
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ENTITIES_DIR = "entities"
+TRIPLETS_DIR = "triplets"
+RELATIONS = "relations.parquet"
+
+BBOX_TYPE = pa.list_(pa.float64(), 4)
+
+ENTITY_SCHEMA = pa.schema(
+    [
+        ("entity_id", pa.int64()),
+        ("key", pa.string()),
+        ("modality", pa.string()),
+        ("text", pa.string()),
+        ("image", pa.string()),
+        ("bbox", BBOX_TYPE),
+        ("image_width", pa.int64()),
+        ("image_height", pa.int64()),
+        ("source", pa.string()),
+    ]
+)
+"""Entities. ``image_width`` / ``image_height`` (nullable) are the full image's size when the
+source states it; they let validation check that a bbox lies inside its image."""
+
+RELATION_SCHEMA = pa.schema(
+    [("relation_id", pa.int64()), ("key", pa.string()), ("text", pa.string())]
+)
+
+TRIPLET_SCHEMA = pa.schema(
+    [
+        ("head_id", pa.int64()),
+        ("relation_id", pa.int64()),
+        ("tail_id", pa.int64()),
+        ("source", pa.string()),
+        ("split", pa.string()),
+        ("weight", pa.float64()),
+        ("dataset", pa.string()),
+    ]
+)
+"""Triplets. ``weight`` and ``dataset`` are optional attributes (ConceptNet keeps both)."""

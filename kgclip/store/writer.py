@@ -1,0 +1,330 @@
+"""Streaming, atomic writer of a knowledge store.
+
+Entities are written in shards as they come; triplets are spooled to temporary shards and
+finished (deduplicated, split, leakage-blocked) when the writer closes. Everything is written
+under a hidden temporary folder and renamed into place at the end: an interrupted or failed write
+leaves no half store behind.
+"""
+
+import json
+import os
+import shutil
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kgclip import __version__
+from kgclip.errors import StoreError
+from kgclip.store.format import (
+    ENTITIES_DIR,
+    ENTITY_SCHEMA,
+    FORMAT_VERSION,
+    MANIFEST,
+    RELATION_SCHEMA,
+    RELATIONS,
+    TRIPLET_SCHEMA,
+    TRIPLETS_DIR,
+)
+from kgclip.store.splits import SplitConfig, finish_triplets, key_hashes
+from kgclip.typing import MODALITIES, SPLITS
+
+Bbox = Sequence[float] | None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class StoreWriter:
+    """Write a knowledge store folder.
+
+    Use as a context manager; the store appears at ``path`` only when the block ends without an
+    exception::
+
+        with StoreWriter("stores/cn", image_roots={}) as w:
+            dog = w.add_entity("conceptnet:/c/en/dog", "text", text="dog", source="conceptnet")
+            isa = w.add_relation("/r/IsA", "is a")
+            ...
+            w.add_triplet(dog, isa, animal, source="conceptnet")
+
+    Args:
+        path: the store folder to create.
+        image_roots: source name -> folder that image paths of that source are relative to.
+        split: how triplets without an explicit split are divided.
+        shard_rows: rows per parquet shard.
+        settings: free-form creation settings recorded in the manifest.
+        overwrite: replace an existing store at ``path`` (only once the new one is complete).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        image_roots: dict[str, str] | None = None,
+        split: SplitConfig | None = None,
+        shard_rows: int = 1_000_000,
+        settings: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise StoreError(f"{self.path}: already exists (pass overwrite to replace it)")
+        self.image_roots = {k: str(v) for k, v in (image_roots or {}).items()}
+        self.split = split or SplitConfig()
+        self.shard_rows = int(shard_rows)
+        self.settings = dict(settings or {})
+        self._tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        (self._tmp / ENTITIES_DIR).mkdir(parents=True)
+        (self._tmp / TRIPLETS_DIR).mkdir()
+        self._overwrite = overwrite
+        self._entity_ids: dict[str, int] = {}
+        self._entity_buf: dict[str, list] = {f.name: [] for f in ENTITY_SCHEMA}
+        self._entity_shards = 0
+        self._relation_ids: dict[str, int] = {}
+        self._relation_text: list[str] = []
+        self._relation_keys: list[str] = []
+        self._triplet_buf: list[pd.DataFrame] = []
+        self._triplet_buf_rows = 0
+        self._raw_shards: list[Path] = []
+        self._skips: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._source_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._closed = False
+
+    # -- entities ---------------------------------------------------------------------------
+    def entity_id(self, key: str) -> int | None:
+        """The id of an entity already added, or None."""
+        return self._entity_ids.get(key)
+
+    def add_entity(
+        self,
+        key: str,
+        modality: str,
+        *,
+        source: str,
+        text: str | None = None,
+        image: str | None = None,
+        bbox: Bbox = None,
+        image_size: tuple[int, int] | None = None,
+    ) -> int:
+        """Add an entity and return its id; a key already present returns the existing id."""
+        eid = self._entity_ids.get(key)
+        if eid is not None:
+            return eid
+        if modality not in MODALITIES:
+            raise StoreError(f"entity {key!r}: unknown modality {modality!r} (expected one of {MODALITIES})")
+        eid = len(self._entity_ids)
+        self._entity_ids[key] = eid
+        buf = self._entity_buf
+        buf["entity_id"].append(eid)
+        buf["key"].append(key)
+        buf["modality"].append(modality)
+        buf["text"].append(text)
+        buf["image"].append(image)
+        buf["bbox"].append(None if bbox is None else [float(v) for v in bbox])
+        buf["image_width"].append(None if image_size is None else int(image_size[0]))
+        buf["image_height"].append(None if image_size is None else int(image_size[1]))
+        buf["source"].append(source)
+        self._source_counts[source]["entities"] += 1
+        if len(buf["entity_id"]) >= self.shard_rows:
+            self._flush_entities()
+        return eid
+
+    def _flush_entities(self) -> None:
+        if not self._entity_buf["entity_id"]:
+            return
+        table = pa.Table.from_pydict(self._entity_buf, schema=ENTITY_SCHEMA)
+        pq.write_table(table, self._tmp / ENTITIES_DIR / f"part-{self._entity_shards:05d}.parquet")
+        self._entity_shards += 1
+        self._entity_buf = {f.name: [] for f in ENTITY_SCHEMA}
+
+    # -- relations --------------------------------------------------------------------------
+    def add_relation(self, key: str, text: str) -> int:
+        """Add a relation (deduplicated by key) and return its id."""
+        rid = self._relation_ids.get(key)
+        if rid is None:
+            rid = len(self._relation_keys)
+            self._relation_ids[key] = rid
+            self._relation_keys.append(key)
+            self._relation_text.append(text)
+        return rid
+
+    # -- triplets ---------------------------------------------------------------------------
+    def add_triplet(
+        self,
+        head: int,
+        relation: int,
+        tail: int,
+        *,
+        source: str,
+        split: str | None = None,
+        weight: float | None = None,
+        dataset: str | None = None,
+    ) -> None:
+        """Add one triplet of ids (a convenience over :meth:`add_triplets`)."""
+        self.add_triplets([head], [relation], [tail], source=source, split=[split], weight=[weight], dataset=[dataset])
+
+    def add_triplets(
+        self,
+        heads: Iterable[int],
+        relations: Iterable[int],
+        tails: Iterable[int],
+        *,
+        source: str,
+        split: Sequence[str | None] | str | None = None,
+        weight: Sequence[float | None] | None = None,
+        dataset: Sequence[str | None] | str | None = None,
+    ) -> None:
+        """Add a batch of triplets given as id arrays (optionally with split, weight, dataset)."""
+        frame = pd.DataFrame(
+            {
+                "head_id": np.asarray(heads, dtype=np.int64),
+                "relation_id": np.asarray(relations, dtype=np.int64),
+                "tail_id": np.asarray(tails, dtype=np.int64),
+            }
+        )
+        n = len(frame)
+        if n == 0:
+            return
+        frame["source"] = source
+        frame["split"] = split if split is None or isinstance(split, str) else list(split)
+        frame["weight"] = np.nan if weight is None else np.asarray(weight, dtype=np.float64)
+        frame["dataset"] = dataset if dataset is None or isinstance(dataset, str) else list(dataset)
+        bad = frame["split"].dropna()
+        bad = bad[~bad.isin(SPLITS)]
+        if len(bad):
+            raise StoreError(f"unknown split {bad.iloc[0]!r} (expected one of {SPLITS})")
+        self._source_counts[source]["triplets_in"] += n
+        self._triplet_buf.append(frame)
+        self._triplet_buf_rows += n
+        if self._triplet_buf_rows >= self.shard_rows:
+            self._flush_triplets()
+
+    def _flush_triplets(self) -> None:
+        if not self._triplet_buf:
+            return
+        frame = pd.concat(self._triplet_buf, ignore_index=True)
+        path = self._tmp / f"raw-{len(self._raw_shards):05d}.parquet"
+        pq.write_table(_triplet_table(frame), path)
+        self._raw_shards.append(path)
+        self._triplet_buf, self._triplet_buf_rows = [], 0
+
+    # -- skips ------------------------------------------------------------------------------
+    def count_skip(self, source: str, reason: str, n: int = 1) -> None:
+        """Record ``n`` input records of ``source`` skipped for ``reason`` (kept in the manifest)."""
+        self._skips[source][reason] += n
+
+    def note_source(self, source: str, **info: Any) -> None:
+        """Record free-form facts about a source (counts read, settings) in the manifest."""
+        self._source_counts[source].update(info)
+
+    # -- finishing --------------------------------------------------------------------------
+    def close(self) -> dict[str, Any]:
+        """Finish the triplets, write relations and the manifest, and move the store into place."""
+        if self._closed:
+            raise StoreError(f"{self.path}: writer already closed")
+        self._flush_entities()
+        self._flush_triplets()
+        if self._entity_shards == 0:
+            pq.write_table(ENTITY_SCHEMA.empty_table(), self._tmp / ENTITIES_DIR / "part-00000.parquet")
+        rel = pa.Table.from_pydict(
+            {
+                "relation_id": list(range(len(self._relation_keys))),
+                "key": self._relation_keys,
+                "text": self._relation_text,
+            },
+            schema=RELATION_SCHEMA,
+        )
+        pq.write_table(rel, self._tmp / RELATIONS)
+
+        raw = [pq.read_table(p).to_pandas() for p in self._raw_shards]
+        triplets = pd.concat(raw, ignore_index=True) if raw else TRIPLET_SCHEMA.empty_table().to_pandas()
+        entity_keys = np.empty(len(self._entity_ids), dtype=object)
+        for k, i in self._entity_ids.items():
+            entity_keys[i] = k
+        triplets, report = finish_triplets(
+            triplets, key_hashes(entity_keys), key_hashes(np.asarray(self._relation_keys, dtype=object)), self.split
+        )
+        for p in self._raw_shards:
+            p.unlink()
+        for i, start in enumerate(range(0, max(len(triplets), 1), self.shard_rows)):
+            part = triplets.iloc[start : start + self.shard_rows]
+            pq.write_table(_triplet_table(part), self._tmp / TRIPLETS_DIR / f"part-{i:05d}.parquet")
+
+        kept = triplets["source"].value_counts().to_dict()
+        sources: dict[str, Any] = {}
+        for name in sorted(set(self._source_counts) | set(self._skips)):
+            info = dict(self._source_counts.get(name, {}))
+            info["triplets"] = int(kept.get(name, 0))
+            info["skipped"] = dict(self._skips.get(name, {}))
+            sources[name] = info
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kgclip_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sources": sources,
+            "image_roots": self.image_roots,
+            "counts": {
+                "entities": len(self._entity_ids),
+                "relations": len(self._relation_keys),
+                "triplets": len(triplets),
+                "splits": report.splits,
+            },
+            "split": {"ratios": list(self.split.ratios), "leakage": self.split.leakage, "seed": self.split.seed},
+            "duplicates_removed": report.duplicates_removed,
+            "leakage_blocked": report.leakage_blocked,
+            "self_loops": report.self_loops,
+            "settings": self.settings,
+        }
+        write_json_atomic(self._tmp / MANIFEST, manifest)
+        self._move_into_place()
+        self._closed = True
+        return manifest
+
+    def _move_into_place(self) -> None:
+        old = None
+        if self.path.exists():
+            if not self._overwrite:
+                raise StoreError(f"{self.path}: appeared while writing; not replaced")
+            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.path, old)
+        os.replace(self._tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Remove everything written so far; the target path is left untouched."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            try:
+                self.close()
+            except BaseException:
+                self.abort()
+                raise
+
+
+def _triplet_table(frame: pd.DataFrame) -> pa.Table:
+    frame = frame.copy()
+    for c in ("source", "split", "dataset"):
+        col = frame[c].astype(object)
+        frame[c] = col.where(col.notna(), None)
+    return pa.Table.from_pandas(frame, schema=TRIPLET_SCHEMA, preserve_index=False)

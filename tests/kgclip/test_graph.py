@@ -1,0 +1,80 @@
+import numpy as np
+import torch
+
+from kgclip.graph import KnowledgeGraph, degree_stats, modality_pair_stats, relation_stats
+from kgclip.store import KnowledgeStore
+from kgclip.typing import EDGE_TYPES
+
+
+def test_hetero_data_counts_equal_store_counts(toy_store):
+    s = KnowledgeStore(toy_store)
+    kg = KnowledgeGraph.from_store(s, splits=None)
+    data = kg.to_hetero_data()
+    data.validate()
+    assert data["image"].num_nodes == 2 and data["text"].num_nodes == 3
+    assert data["image"].global_id.tolist() == [2, 3] and data["text"].global_id.tolist() == [0, 1, 4]
+    pairs = modality_pair_stats(s).set_index(["head", "tail"])["total"]
+    for et in EDGE_TYPES:
+        assert data[et].edge_index.shape[1] == pairs.get((et[0], et[2]), 0)
+    assert sum(data[et].edge_index.shape[1] for et in EDGE_TYPES) == s.manifest["counts"]["triplets"]
+
+
+def test_hetero_data_edges_map_back_to_store_triplets(toy_store):
+    s = KnowledgeStore(toy_store)
+    kg = KnowledgeGraph.from_store(s, splits=None)
+    data = kg.to_hetero_data(add_reverse=True)
+    got = set()
+    for et in EDGE_TYPES:
+        src, dst = data[et].edge_index
+        gh = data[et[0]].global_id[src]
+        gt = data[et[2]].global_id[dst]
+        got |= set(zip(gh.tolist(), data[et].relation.tolist(), gt.tolist(), strict=True))
+        rev = data[(et[2], "rev_rel", et[0])]
+        assert torch.equal(rev.edge_index, data[et].edge_index.flip(0))
+    t = s.triplets
+    assert got == set(zip(t.head_id, t.relation_id, t.tail_id, strict=True))
+
+
+def test_local_global_maps_are_inverse(toy_store):
+    kg = KnowledgeGraph.from_store(KnowledgeStore(toy_store), splits=None)
+    for code, m in enumerate(("image", "text")):
+        g = kg.global_ids[m]
+        assert (kg.modality[g] == code).all()
+        assert np.array_equal(kg.local[g], np.arange(len(g)))
+
+
+def test_k_hop(toy_store):
+    kg = KnowledgeGraph.from_store(KnowledgeStore(toy_store), splits=None)
+    one = kg.k_hop([0], hops=1)  # t:dog: (dog isa animal), (img_dog of dog)
+    assert sorted(one.tolist()) == [0, 2]
+    two = kg.k_hop([0], hops=2)  # + animal's and img_dog's edges
+    assert sorted(two.tolist()) == [0, 1, 2, 4, 5]
+    assert len(kg.k_hop([0], hops=2, max_triplets=3)) == 3
+
+
+def test_networkx_export_attributes(toy_store):
+    s = KnowledgeStore(toy_store)
+    g = KnowledgeGraph.from_store(s, splits=None).to_networkx()
+    assert g.number_of_nodes() == 5 and g.number_of_edges() == 6
+    assert g.nodes[0]["text"] == "dog" and g.nodes[0]["modality"] == "text"
+    assert g.nodes[2]["image"] == str(toy_store / "images" / "dog.jpg") and g.nodes[2]["bbox"] == [0, 0, 8, 8]
+    (edge,) = g.get_edge_data(2, 3).values()
+    assert edge["relation_text"] == "near" and edge["relation_key"] == "near"
+
+
+def test_stats(toy_store):
+    s = KnowledgeStore(toy_store)
+    rel = relation_stats(s).set_index("relation")
+    assert rel.loc["image of", "total"] == 3 and rel.loc["/r/IsA", "train"] == 2
+    deg = degree_stats(s).set_index("degree")
+    assert deg["out"].sum() == 5 and deg.loc[0, "in"] == 1  # only i:dog.jpg has in-degree 0
+
+
+def test_split_filter(tmp_path):
+    from kgclip.store import SplitConfig
+    from tests.conftest import write_toy_store
+
+    write_toy_store(tmp_path / "s", split=SplitConfig(ratios=(0.5, 0.0, 0.5), leakage="allow"))
+    s = KnowledgeStore(tmp_path / "s")
+    kg = KnowledgeGraph.from_store(s, splits=("train",))
+    assert kg.num_triplets == s.manifest["counts"]["splits"]["train"]
