@@ -64,13 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     source, convert, _ = _VERBS[args.source]
-    roots = getattr(args, "image_roots", None) or {}
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
-    with StoreWriter(args.out, image_roots=roots, split=_split(args), settings=settings, overwrite=args.overwrite) as w:
+    with StoreWriter(args.out, split=_split(args), settings=settings, overwrite=args.overwrite) as w:
         conv = Conversion(source, w, max_bad_fraction=args.max_bad_fraction, limit=args.limit)
         convert(args, w, conv)
         conv.check(final=True)
-        w.note_source(source, read=conv.read, kept=conv.kept)
+        w.note_source(conv.source, read=conv.read, kept=conv.kept)
         manifest = w.close()
     print(conv.summary())
     c = manifest["counts"]

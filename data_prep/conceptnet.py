@@ -1,0 +1,206 @@
+"""ConceptNet 5 assertion dump (conceptnet-assertions-5.7.0.csv.gz) -> knowledge store.
+
+The dump is tab separated, 5 columns, no header and no quoting: assertion URI, relation URI,
+start node URI, end node URI, and a JSON object (``weight``, ``dataset``, ``sources``, ...).
+Node URIs are ``/c/<lang>/<term>[/<pos>[/<sense source>/<sense>]]``; the entity text is the term
+with underscores as spaces and the key keeps the full URI (``conceptnet:/c/en/dog/n``).
+
+The file is read with pyarrow's streaming CSV reader in large blocks and filtered with vectorised
+compute functions: 34M lines never sit in memory at once, and Python only touches each distinct
+node once (to add it to the store).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from data_prep.common import Conversion, clean_text, open_binary, require_file
+from kgclip import progress
+from kgclip.errors import SourceError
+from kgclip.store import StoreWriter
+
+SOURCE = "conceptnet"
+COLUMNS = ["assertion", "relation", "start", "end", "info"]
+
+RELATION_TEXT = {
+    "/r/RelatedTo": "related to", "/r/FormOf": "form of", "/r/IsA": "is a", "/r/PartOf": "part of",
+    "/r/HasA": "has a", "/r/UsedFor": "used for", "/r/CapableOf": "capable of", "/r/AtLocation": "at location",
+    "/r/Causes": "causes", "/r/HasSubevent": "has subevent", "/r/HasFirstSubevent": "has first subevent",
+    "/r/HasLastSubevent": "has last subevent", "/r/HasPrerequisite": "has prerequisite",
+    "/r/HasProperty": "has property", "/r/MotivatedByGoal": "motivated by goal", "/r/ObstructedBy": "obstructed by",
+    "/r/Desires": "desires", "/r/CreatedBy": "created by", "/r/Synonym": "synonym of", "/r/Antonym": "antonym of",
+    "/r/DistinctFrom": "distinct from", "/r/DerivedFrom": "derived from", "/r/SymbolOf": "symbol of",
+    "/r/DefinedAs": "defined as", "/r/MannerOf": "manner of", "/r/LocatedNear": "located near",
+    "/r/HasContext": "has context", "/r/SimilarTo": "similar to", "/r/EtymologicallyRelatedTo": "etymologically related to",
+    "/r/EtymologicallyDerivedFrom": "etymologically derived from", "/r/CausesDesire": "causes desire",
+    "/r/MadeOf": "made of", "/r/ReceivesAction": "receives action", "/r/InstanceOf": "instance of",
+    "/r/Entails": "entails", "/r/NotDesires": "does not desire", "/r/NotUsedFor": "not used for",
+    "/r/NotCapableOf": "not capable of", "/r/NotHasProperty": "does not have property",
+    "/r/dbpedia/genre": "has genre", "/r/dbpedia/influencedBy": "influenced by", "/r/dbpedia/knownFor": "known for",
+    "/r/dbpedia/occupation": "has occupation", "/r/dbpedia/language": "has language", "/r/dbpedia/field": "works in field",
+    "/r/dbpedia/product": "makes product", "/r/dbpedia/capital": "has capital", "/r/dbpedia/leader": "has leader",
+    "/r/dbpedia/genus": "in genus",
+}
+"""A readable text for every relation of ConceptNet 5.7 (``/r/ExternalURL`` is dropped)."""
+
+_NODE = r"^/c/(?P<lang>[^/]+)/(?P<term>[^/]+)"
+_WEIGHT = r'"weight":\s*(?P<w>-?[0-9][0-9.eE+-]*)'
+_DATASET = r'"dataset":\s*"(?P<d>[^"]*)"'
+
+
+def relation_key(name: str) -> str:
+    """``IsA`` or ``/r/IsA`` -> ``/r/IsA``."""
+    return name if name.startswith("/r/") else f"/r/{name}"
+
+
+def _relation_text(key: str) -> str:
+    if key in RELATION_TEXT:
+        return RELATION_TEXT[key]
+    import re
+
+    last = key.rsplit("/", 1)[-1]
+    return " ".join(re.sub(r"(?<!^)(?=[A-Z])", " ", last).lower().split())
+
+
+def _check_first_line(path: Path) -> None:
+    with open_binary(path) as f:
+        first = f.readline()
+    if not first:
+        raise SourceError(f"{path}: empty file")
+    n = first.rstrip(b"\r\n").count(b"\t") + 1
+    if n != len(COLUMNS):
+        raise SourceError(f"{path}:1: expected {len(COLUMNS)} tab-separated columns (ConceptNet assertions), found {n}")
+
+
+def _as_utf8(batch: pa.RecordBatch, path: Path, conv: Conversion) -> pa.Table:
+    """Cast the binary columns to strings; rows with bytes that are not UTF-8 are counted and dropped."""
+    table = pa.Table.from_batches([batch])
+    try:
+        return pa.table({c: pc.cast(table[c], pa.string()) for c in COLUMNS})
+    except pa.ArrowInvalid:
+        pass
+    good = np.ones(len(table), dtype=bool)
+    for c in COLUMNS:
+        for i, v in enumerate(table[c].to_pylist()):
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                if good[i]:
+                    conv.skip("not UTF-8", f"{path}: record {v[:60]!r}")
+                good[i] = False
+    table = table.filter(pa.array(good))
+    return pa.table({c: pc.cast(table[c], pa.string()) for c in COLUMNS})
+
+
+def convert_conceptnet(
+    path: str | Path,
+    writer: StoreWriter,
+    conv: Conversion,
+    *,
+    langs: list[str] | None = ("en",),  # type: ignore[assignment]
+    relations: list[str] | None = None,
+    min_weight: float | None = None,
+    block_size: int = 1 << 24,
+) -> None:
+    """Convert a ConceptNet assertion dump.
+
+    Args:
+        path: the ``.csv`` or ``.csv.gz`` dump.
+        writer, conv: the store and the accounting.
+        langs: keep assertions whose both ends are in these languages (None: all).
+        relations: keep only these relations (``IsA`` or ``/r/IsA``; None: all).
+        min_weight: drop assertions lighter than this.
+        block_size: bytes per parsed block.
+    """
+    path = require_file(path, "ConceptNet assertions file")
+    _check_first_line(path)
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        conv.read += 1
+        conv.skip(f"{row.actual_columns} columns instead of {row.expected_columns}", f"{path}: record {row.text[:80]!r}")
+        return "skip"
+
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=COLUMNS, block_size=block_size),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in COLUMNS}),
+        )
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise SourceError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+    lang_set = pa.array(list(langs)) if langs else None
+    rel_set = pa.array([relation_key(r) for r in relations]) if relations else None
+    rel_ids: dict[str, int] = {}
+    with progress.bar(desc="conceptnet", unit=" lines", unit_scale=True) as bar:
+        while not conv.done():
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (OSError, pa.ArrowInvalid, EOFError) as exc:
+                raise SourceError(f"{path}: truncated or corrupt after about {conv.read} records ({str(exc).splitlines()[0]})") from None
+            if conv.limit is not None:
+                batch = batch.slice(0, conv.limit - conv.read)
+            conv.read += len(batch)
+            bar.update(len(batch))
+            _convert_block(_as_utf8(batch, path, conv), writer, conv, lang_set, rel_set, min_weight, rel_ids)
+
+
+def _drop(table: pa.Table, keep: pa.ChunkedArray | pa.Array, conv: Conversion, reason: str, bad: bool) -> pa.Table:
+    keep = pc.fill_null(keep, False)
+    n = len(table) - pc.sum(keep).as_py() if len(table) else 0
+    if n:
+        conv.skip(reason, None, bad=bad, n=n)
+    return table.filter(keep)
+
+
+def _convert_block(table, writer, conv, lang_set, rel_set, min_weight, rel_ids) -> None:
+    table = _drop(table, pc.not_equal(table["relation"], "/r/ExternalURL"), conv, "ExternalURL relation", bad=False)
+    if rel_set is not None:
+        table = _drop(table, pc.is_in(table["relation"], value_set=rel_set), conv, "relation not selected", bad=False)
+    start = pc.extract_regex(table["start"], _NODE)
+    end = pc.extract_regex(table["end"], _NODE)
+    table = table.append_column("s_lang", pc.struct_field(start, "lang")).append_column("s_term", pc.struct_field(start, "term"))
+    table = table.append_column("e_lang", pc.struct_field(end, "lang")).append_column("e_term", pc.struct_field(end, "term"))
+    table = _drop(table, pc.and_(pc.is_valid(table["s_term"]), pc.is_valid(table["e_term"])), conv, "node is not /c/<lang>/<term>", bad=True)
+    if lang_set is not None:
+        both = pc.and_(pc.is_in(table["s_lang"], value_set=lang_set), pc.is_in(table["e_lang"], value_set=lang_set))
+        table = _drop(table, both, conv, "language not selected", bad=False)
+    weight = pc.cast(pc.struct_field(pc.extract_regex(table["info"], _WEIGHT), "w"), pa.float64(), safe=False)
+    table = _drop(table.append_column("weight", weight), pc.is_valid(weight), conv, "no weight in the JSON column", bad=True)
+    if min_weight is not None:
+        table = _drop(table, pc.greater_equal(table["weight"], min_weight), conv, "below --min-weight", bad=False)
+    if len(table) == 0:
+        return
+    dataset = pc.struct_field(pc.extract_regex(table["info"], _DATASET), "d")
+
+    node_ids = {}
+    for col, term in (("start", "s_term"), ("end", "e_term")):
+        grouped = pa.table({"u": table[col], "t": table[term]}).group_by("u", use_threads=False).aggregate([("t", "first")])
+        keys, texts = grouped["u"].to_pylist(), grouped["t_first"].to_pylist()
+        ids = np.empty(len(keys), dtype=np.int64)
+        for i, (uri, t) in enumerate(zip(keys, texts, strict=True)):
+            key = f"{SOURCE}:{uri}"
+            eid = writer.entity_id(key)
+            if eid is None:
+                text = clean_text(t.replace("_", " "), conv) or t
+                eid = writer.add_entity(key, "text", text=text, source=SOURCE)
+            ids[i] = eid
+        node_ids[col] = ids[pc.index_in(table[col], value_set=grouped["u"]).to_numpy()]
+    rel_col = table["relation"]
+    rgroups = pc.unique(rel_col).to_pylist()
+    for r in rgroups:
+        if r not in rel_ids:
+            rel_ids[r] = writer.add_relation(r, _relation_text(r))
+    rel_lookup = np.array([rel_ids[r] for r in rgroups], dtype=np.int64)
+    rel = rel_lookup[pc.index_in(rel_col, value_set=pa.array(rgroups)).to_numpy()]
+    h, t = node_ids["start"], node_ids["end"]
+    loops = int((h == t).sum())
+    if loops:
+        conv.note("self-loop kept", loops)
+    writer.add_triplets(h, rel, t, source=SOURCE, weight=table["weight"].to_numpy(), dataset=dataset.to_pylist())
+    conv.kept += len(table)

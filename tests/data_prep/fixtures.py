@@ -1,0 +1,119 @@
+"""Small files in each source's exact published format, with the nasty cases."""
+
+import gzip
+import json
+from pathlib import Path
+
+from PIL import Image
+
+
+def write_image(path: Path, size=(40, 30), color=(200, 30, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def conceptnet_line(rel, start, end, info) -> str:
+    return f"/a/[{rel}/,{start}/,{end}/]\t{rel}\t{start}\t{end}\t{json.dumps(info, ensure_ascii=False)}\n"
+
+
+CONCEPTNET_ROWS = [
+    ("/r/IsA", "/c/en/dog/n/wn/animal", "/c/en/animal", {"dataset": "/d/wordnet/3.1", "license": "cc:by/4.0", "sources": [{"contributor": "/s/resource/wordnet/rdf/3.1"}], "weight": 2.0}),
+    ("/r/IsA", "/c/en/dog/n/wn/animal", "/c/en/animal", {"dataset": "/d/wordnet/3.1", "weight": 2.0}),  # duplicate
+    ("/r/IsA", "/c/de/hund/n", "/c/en/animal", {"dataset": "/d/wiktionary/de", "weight": 1.0}),  # mixed language
+    ("/r/Synonym", "/c/fr/chien", "/c/de/hund", {"dataset": "/d/wiktionary/fr", "weight": 1.0}),  # non-English
+    ("/r/ExternalURL", "/c/en/dog", "http://dbpedia.org/resource/Dog", {"dataset": "/d/dbpedia/en", "weight": 1.0}),
+    ("/r/UsedFor", "/c/en/café", "/c/en/drinking_coffee", {"dataset": "/d/conceptnet/4/en", "surfaceText": "[[café]] is for [[drinking coffee]]", "surfaceStart": "café", "surfaceEnd": "drinking coffee", "weight": 1.0}),
+    ("/r/NotDesires", "/c/en/cat", "/c/en/bath", {"dataset": "/d/conceptnet/4/en", "weight": 0.5}),
+    ("/r/dbpedia/genre", "/c/en/metallica", "/c/en/heavy_metal", {"dataset": "/d/dbpedia/en", "weight": 0.5}),
+    ("/r/RelatedTo", "/c/en/loop", "/c/en/loop", {"dataset": "/d/verbosity", "weight": 0.1}),  # self-loop
+]
+
+
+def write_conceptnet(path: Path, rows=CONCEPTNET_ROWS, extra: bytes = b"") -> Path:
+    data = "".join(conceptnet_line(*r) for r in rows).encode("utf-8") + extra
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def write_visual_genome(root: Path, n_images: int = 3) -> dict[str, Path]:
+    """Images 1..n; image 1 in VG_100K, the others in VG_100K_2; image n's file is missing.
+
+    Image 1 (w 40, h 30): objects 10 'man' (names list), 11 'horse' (name), 12 box outside the
+    image (clamped), 13 zero-area box. Relationships: 10 riding 11, 11 'Next  To' 12,
+    10 ON 13 (skipped: zero area), 10 riding 11 again (same object_id, duplicate triplet).
+    Images 2..n-1: objects 20i, 20i+1 with 'near'.
+    """
+    images = root / "images"
+    data, rels, attrs = [], [], []
+    for i in range(1, n_images + 1):
+        folder = "VG_100K" if i == 1 else "VG_100K_2"
+        entry = {"width": 40, "height": 30, "url": f"https://cs.stanford.edu/people/rak248/{folder}/{i}.jpg", "coco_id": None, "flickr_id": None}
+        entry["image_id" if i % 2 else "id"] = i  # both spellings occur
+        data.append(entry)
+        if i < n_images:
+            write_image(images / folder / f"{i}.jpg")
+    man = {"object_id": 10, "x": 2, "y": 3, "w": 10, "h": 20, "names": ["man"], "synsets": ["man.n.01"]}
+    horse = {"object_id": 11, "x": 15, "y": 5, "w": 20, "h": 20, "name": "horse", "synsets": ["horse.n.01"]}
+    big = {"object_id": 12, "x": 30, "y": 20, "w": 50, "h": 50, "names": ["field"], "synsets": []}
+    flat = {"object_id": 13, "x": 5, "y": 5, "w": 0, "h": 4, "names": ["line"], "synsets": []}
+    rels.append({"image_id": 1, "relationships": [
+        {"relationship_id": 100, "predicate": "riding", "synsets": ["ride.v.01"], "subject": man, "object": horse},
+        {"relationship_id": 101, "predicate": "Next  To", "synsets": [], "subject": horse, "object": big},
+        {"relationship_id": 102, "predicate": "ON", "synsets": [], "subject": man, "object": flat},
+        {"relationship_id": 103, "predicate": "riding", "synsets": [], "subject": man, "object": horse},
+    ]})
+    attrs.append({"image_id": 1, "attributes": [dict(man, attributes=["tall ", "Smiling"])]})
+    for i in range(2, n_images + 1):
+        a = {"object_id": 20 * i, "x": 0, "y": 0, "w": 10, "h": 10, "names": ["cup"], "synsets": []}
+        b = {"object_id": 20 * i + 1, "x": 10, "y": 10, "w": 10, "h": 10, "names": ["table"], "synsets": []}
+        rels.append({"image_id": i, "relationships": [{"relationship_id": 1000 + i, "predicate": "near", "synsets": [], "subject": a, "object": b}]})
+    (root / "image_data.json").write_text(json.dumps(data))
+    (root / "relationships.json").write_text(json.dumps(rels))
+    (root / "attributes.json").write_text(json.dumps(attrs))
+    return {"image_data": root / "image_data.json", "relationships": root / "relationships.json", "attributes": root / "attributes.json", "images": images}
+
+
+def write_visualsem(root: Path) -> dict[str, Path]:
+    """Nodes A (2 images, gloss), B (1 image, no English gloss), C (no image, gloss), D (nothing)."""
+    images = root / "images"
+    ims = {"bn:A": ["aa11", "ab22"], "bn:B": ["bb33"], "bn:C": [], "bn:D": []}
+    for hashes in ims.values():
+        for h in hashes:
+            write_image(images / h[:2] / f"{h}.jpg")
+    nodes = {bn: {"ms": bn, "se": [], "ims": hs} for bn, hs in ims.items()}
+    tuples = {
+        "bn:B": [{"s": "bn:A", "r": "is-a", "r_id": "0"}, {"s": "bn:C", "r": "has-part", "r_id": "1"}],
+        "bn:C": [{"s": "bn:A", "r": "related-to", "r_id": "2"}],
+        "bn:D": [{"s": "bn:A", "r": "is-a", "r_id": "0"}],  # D has no view: skipped
+    }
+    glosses = [
+        {"available_languages": ["en", "de"]},
+        {"bn:A": {"en": ["a domesticated animal", "a pet"], "de": ["ein Haustier"]}},
+        {"bn:B": {"de": ["nur Deutsch"]}},
+        {"bn:C": {"en": ["a thing with parts"]}},
+    ]
+    for name, obj in (("nodes.v2.json", nodes), ("tuples.v2.json", tuples), ("nodes.glosses.json", glosses)):
+        (root / name).write_text(json.dumps(obj, ensure_ascii=False))
+    return {"nodes": root / "nodes.v2.json", "tuples": root / "tuples.v2.json", "glosses": root / "nodes.glosses.json", "images": images}
+
+
+def write_coco(root: Path) -> dict[str, Path]:
+    images = root / "images"
+    write_image(images / "000000000001.jpg")
+    write_image(images / "000000000002.jpg", color=(0, 0, 255))
+    coco = {
+        "info": {"description": "fixture"},
+        "images": [{"id": 1, "file_name": "000000000001.jpg", "width": 40, "height": 30},
+                   {"id": 2, "file_name": "000000000002.jpg", "width": 40, "height": 30},
+                   {"id": 3, "file_name": "000000000003.jpg", "width": 40, "height": 30}],  # file missing
+        "annotations": [{"id": 11, "image_id": 1, "caption": "A red  square."}, {"id": 12, "image_id": 1, "caption": "Something red"},
+                        {"id": 13, "image_id": 2, "caption": "A blue square"}, {"id": 14, "image_id": 3, "caption": "lost"},
+                        {"id": 15, "image_id": 2, "caption": "   "}],
+    }
+    (root / "captions.json").write_text(json.dumps(coco))
+    return {"coco": root / "captions.json", "images": images}

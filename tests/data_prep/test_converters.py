@@ -1,0 +1,259 @@
+"""Each converter on fixture files in the source's own format, through the CLI."""
+
+import gzip
+
+import pytest
+
+from experiments.cli import main
+from kgclip.store import open_valid
+from tests.data_prep import fixtures
+
+
+def _triples(store):
+    k, rk = store.entity_keys, store.relation_keys
+    t = store.triplets
+    return [(k[h], rk[r], k[tl]) for h, r, tl in zip(t.head_id, t.relation_id, t.tail_id, strict=True)]
+
+
+# -- ConceptNet ----------------------------------------------------------------------------------
+
+def test_conceptnet(tmp_path, capsys):
+    f = fixtures.write_conceptnet(tmp_path / "assertions.csv.gz")
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s"), "--split-ratios", "1,0,0"]) == 0
+    s = open_valid(tmp_path / "s")
+    got = set(_triples(s))
+    assert got == {
+        ("conceptnet:/c/en/dog/n/wn/animal", "/r/IsA", "conceptnet:/c/en/animal"),
+        ("conceptnet:/c/en/café", "/r/UsedFor", "conceptnet:/c/en/drinking_coffee"),
+        ("conceptnet:/c/en/cat", "/r/NotDesires", "conceptnet:/c/en/bath"),
+        ("conceptnet:/c/en/metallica", "/r/dbpedia/genre", "conceptnet:/c/en/heavy_metal"),
+        ("conceptnet:/c/en/loop", "/r/RelatedTo", "conceptnet:/c/en/loop"),
+    }
+    texts = dict(zip(s.entities.key, s.entities.text, strict=True))
+    assert texts["conceptnet:/c/en/drinking_coffee"] == "drinking coffee" and texts["conceptnet:/c/en/café"] == "café"
+    rel_text = dict(zip(s.relations.key, s.relations.text, strict=True))
+    assert rel_text["/r/NotDesires"] == "does not desire" and rel_text["/r/dbpedia/genre"] == "has genre"
+    w = s.triplets.set_index("relation_id")
+    isa = s.relation_index["/r/IsA"]
+    assert w.loc[isa, "weight"] == 2.0 and w.loc[isa, "dataset"] == "/d/wordnet/3.1"
+    skipped = s.manifest["sources"]["conceptnet"]["skipped"]
+    assert skipped["ExternalURL relation"] == 1 and skipped["language not selected"] == 2
+    assert skipped["self-loop kept"] == 1
+    assert s.manifest["duplicates_removed"] == 1
+    assert "read 9, kept 6" in capsys.readouterr().out
+
+
+def test_conceptnet_language_and_relation_filters(tmp_path):
+    f = fixtures.write_conceptnet(tmp_path / "a.csv")
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s"), "--lang", "en", "de", "fr", "--relations", "IsA,Synonym"]) == 0
+    rels = {r for _, r, _ in _triples(open_valid(tmp_path / "s"))}
+    assert rels == {"/r/IsA", "/r/Synonym"}
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "w"), "--min-weight", "1.5"]) == 0
+    assert len(open_valid(tmp_path / "w").triplets) == 1
+
+
+def test_conceptnet_limit(tmp_path):
+    f = fixtures.write_conceptnet(tmp_path / "a.csv")
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s"), "--limit", "1"]) == 0
+    assert open_valid(tmp_path / "s").manifest["sources"]["conceptnet"]["read"] == 1
+
+
+def test_conceptnet_malformed_line_is_counted(tmp_path, capsys):
+    rows = fixtures.CONCEPTNET_ROWS * 20
+    f = fixtures.write_conceptnet(tmp_path / "a.csv", rows=rows, extra=b"only\ttwo\n")
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s")]) == 0
+    s = open_valid(tmp_path / "s")
+    assert s.manifest["sources"]["conceptnet"]["skipped"]["2 columns instead of 5"] == 1
+    assert "a.csv: record 'only\\ttwo'" in capsys.readouterr().err
+
+
+def test_conceptnet_non_utf8_is_counted(tmp_path):
+    rows = fixtures.CONCEPTNET_ROWS * 20
+    bad = b"/a/x\t/r/IsA\t/c/en/caf\xe9\t/c/en/place\t{\"weight\": 1.0}\n"
+    f = fixtures.write_conceptnet(tmp_path / "a.csv", rows=rows, extra=bad)
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s")]) == 0
+    assert open_valid(tmp_path / "s").manifest["sources"]["conceptnet"]["skipped"]["not UTF-8"] == 1
+
+
+def test_conceptnet_wrong_first_line(tmp_path, capsys):
+    f = tmp_path / "a.csv"
+    f.write_text("a,b,c\n")
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s")]) == 2
+    assert "a.csv:1: expected 5 tab-separated columns" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_conceptnet_truncated_gzip(tmp_path, capsys):
+    f = fixtures.write_conceptnet(tmp_path / "a.csv.gz", rows=fixtures.CONCEPTNET_ROWS * 200)
+    f.write_bytes(f.read_bytes()[:-40])
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a.csv.gz" in err[0] and ("truncated" in err[0] or "corrupt" in err[0])
+    assert list(tmp_path.iterdir()) == [f]
+
+
+def test_conceptnet_too_many_bad_lines_stops(tmp_path, capsys):
+    f = fixtures.write_conceptnet(tmp_path / "a.csv", extra=b"x\ty\n" * 5)
+    assert main(["prepare", "conceptnet", str(f), "--out", str(tmp_path / "s")]) == 2
+    assert "above the allowed fraction 0.01" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_unreadable_file(tmp_path, capsys):
+    assert main(["prepare", "conceptnet", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "s")]) == 2
+    assert "nope.csv: ConceptNet assertions file not found" in capsys.readouterr().err
+
+
+# -- Visual Genome -------------------------------------------------------------------------------
+
+def _vg_args(files, out, *extra):
+    return ["prepare", "visual-genome", "--image-data", str(files["image_data"]), "--relationships", str(files["relationships"]),
+            "--images", str(files["images"]), "--out", str(out), "--split-ratios", "1,0,0", *extra]
+
+
+def test_visual_genome(tmp_path):
+    files = fixtures.write_visual_genome(tmp_path / "vg", n_images=4)
+    assert main(_vg_args(files, tmp_path / "s", "--max-bad-fraction", "0.5")) == 0
+    s = open_valid(tmp_path / "s")
+    got = _triples(s)
+    assert ("visual_genome:object/10", "visual_genome:riding", "visual_genome:object/11") in got
+    assert ("visual_genome:object/11", "visual_genome:next to", "visual_genome:object/12") in got
+    assert ("visual_genome:object/40", "visual_genome:near", "visual_genome:object/41") in got
+    assert len(got) == 4  # image 4's file is missing; object 13 has zero area; one duplicate
+    e = s.entities.set_index("key")
+    assert list(e.loc["visual_genome:object/12", "bbox"]) == [30, 20, 10, 10]  # clamped to 40 x 30
+    assert e.loc["visual_genome:object/10", "image"] == "VG_100K/1.jpg"
+    assert e.loc["visual_genome:object/40", "image"] == "VG_100K_2/2.jpg"
+    assert s.image_path(s.entity_index["visual_genome:object/10"]).is_file()
+    sk = s.manifest["sources"]["visual_genome"]["skipped"]
+    assert sk["box of non-positive area after clamping"] == 1 and sk["image file missing"] >= 1
+    assert s.manifest["duplicates_removed"] == 1
+
+
+def test_visual_genome_names_and_attributes(tmp_path):
+    files = fixtures.write_visual_genome(tmp_path / "vg")
+    assert main(_vg_args(files, tmp_path / "s", "--with-names", "--attributes", str(files["attributes"]), "--max-bad-fraction", "0.5")) == 0
+    got = set(_triples(open_valid(tmp_path / "s")))
+    assert ("visual_genome:object/10", "/r/IsA", "visual_genome:name/man") in got
+    assert ("visual_genome:object/11", "/r/IsA", "visual_genome:name/horse") in got
+    assert ("visual_genome:object/10", "/r/HasProperty", "visual_genome:attribute/smiling") in got
+    assert ("visual_genome:object/10", "/r/HasProperty", "visual_genome:attribute/tall") in got
+
+
+def test_visual_genome_min_predicate_count(tmp_path):
+    files = fixtures.write_visual_genome(tmp_path / "vg", n_images=5)
+    assert main(_vg_args(files, tmp_path / "s", "--min-predicate-count", "2", "--max-bad-fraction", "0.5")) == 0
+    rels = {r for _, r, _ in _triples(open_valid(tmp_path / "s"))}
+    assert rels == {"visual_genome:riding", "visual_genome:near"}
+
+
+def test_visual_genome_invalid_json(tmp_path, capsys):
+    files = fixtures.write_visual_genome(tmp_path / "vg")
+    files["relationships"].write_text(files["relationships"].read_text()[:-30])
+    assert main(_vg_args(files, tmp_path / "s", "--max-bad-fraction", "0.5")) == 2
+    err = capsys.readouterr().err
+    assert "relationships.json: invalid JSON after item" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_visual_genome_streams_many_images(tmp_path):
+    files = fixtures.write_visual_genome(tmp_path / "vg", n_images=300)
+    assert main(_vg_args(files, tmp_path / "s", "--max-bad-fraction", "0.5", "--no-check-images")) == 0
+    assert len(open_valid(tmp_path / "s").triplets) == 2 + 299  # 2 of image 1 (dup, zero area) + one per other image
+
+
+# -- VisualSem -----------------------------------------------------------------------------------
+
+def _vs_args(files, out, *extra):
+    return ["prepare", "visualsem", "--nodes", str(files["nodes"]), "--tuples", str(files["tuples"]), "--glosses", str(files["glosses"]),
+            "--images", str(files["images"]), "--out", str(out), "--split-ratios", "1,0,0", "--leakage", "allow", *extra]
+
+
+def test_visualsem_both_views(tmp_path):
+    files = fixtures.write_visualsem(tmp_path / "vs")
+    assert main(_vs_args(files, tmp_path / "s", "--entity-view", "both")) == 0
+    s = open_valid(tmp_path / "s")
+    mod = dict(zip(s.entities.key, s.entities.modality, strict=True))
+    got = _triples(s)
+    # A -is-a-> B: A has image+gloss, B image only (no English gloss) -> 2 triplets
+    ab = [(h, t) for h, r, t in got if r == "visualsem:is-a" and "bn:B" in t]
+    assert len(ab) == 2 and {mod[h] for h, _ in ab} == {"image", "text"}
+    # C -has-part-> B: C gloss only -> 1 triplet, text -> image
+    cb = [(h, t) for h, r, t in got if r == "visualsem:has-part"]
+    assert len(cb) == 1 and mod[cb[0][0]] == "text" and mod[cb[0][1]] == "image"
+    assert s.manifest["sources"]["visualsem"]["skipped"]["node without image or gloss"] == 1
+    text = dict(zip(s.relations.key, s.relations.text, strict=True))
+    assert text["visualsem:has-part"] == "has part"
+    assert s.image_path(s.entity_index["visualsem:bn:B/image/bb33"]).is_file()
+
+
+def test_visualsem_random_view_is_seeded(tmp_path):
+    files = fixtures.write_visualsem(tmp_path / "vs")
+    for name, seed in (("a", "1"), ("b", "1")):
+        assert main(_vs_args(files, tmp_path / name, "--seed", seed)) == 0
+    a, b = open_valid(tmp_path / "a"), open_valid(tmp_path / "b")
+    assert _triples(a) == _triples(b)
+    assert len(a.triplets) == 3  # one triplet per tuple with views on both ends
+
+
+def test_visualsem_bad_glosses_header(tmp_path, capsys):
+    files = fixtures.write_visualsem(tmp_path / "vs")
+    files["glosses"].write_text('[{"bn:A": {"en": ["x"]}}]')
+    assert main(_vs_args(files, tmp_path / "s")) == 2
+    assert "first item must be" in capsys.readouterr().err
+
+
+# -- pairs and plain triples --------------------------------------------------------------------
+
+def test_coco_pairs(tmp_path):
+    files = fixtures.write_coco(tmp_path / "coco")
+    assert main(["prepare", "pairs", "--coco", str(files["coco"]), "--images", str(files["images"]), "--out", str(tmp_path / "s"),
+                 "--max-bad-fraction", "0.5", "--split-ratios", "1,0,0", "--leakage", "allow"]) == 0
+    s = open_valid(tmp_path / "s")
+    got = _triples(s)
+    assert ("coco:000000000001.jpg", "image of", "coco:caption/11") in got
+    assert ("coco:caption/11", "caption of", "coco:000000000001.jpg") in got
+    assert len(got) == 6  # 3 good captions x 2 directions
+    assert dict(zip(s.entities.key, s.entities.text, strict=True))["coco:caption/11"] == "A red square."
+    sk = s.manifest["sources"]["coco"]["skipped"]
+    assert sk == {"image file missing": 1, "empty caption": 1}
+
+
+def test_tsv_pairs(tmp_path):
+    fixtures.write_image(tmp_path / "img" / "a.jpg")
+    f = tmp_path / "pairs.tsv"
+    f.write_text("img/a.jpg\ta red square\nimg/missing.jpg\tlost\n")
+    assert main(["prepare", "pairs", "--tsv", str(f), "--out", str(tmp_path / "s"), "--split-ratios", "1,0,0", "--leakage", "allow"]) == 0
+    s = open_valid(tmp_path / "s")
+    assert len(s.triplets) == 2 and s.image_path(s.entity_index["pairs:img/a.jpg"]) == tmp_path / "img" / "a.jpg"
+
+
+def test_merged_store_has_four_modality_pairs(tmp_path, capsys):
+    vs = fixtures.write_visualsem(tmp_path / "vs")
+    assert main(_vs_args(vs, tmp_path / "vs_s", "--entity-view", "both")) == 0
+    cn = fixtures.write_conceptnet(tmp_path / "cn.csv")
+    assert main(["prepare", "conceptnet", str(cn), "--out", str(tmp_path / "cn_s")]) == 0
+    assert main(["prepare", "merge", str(tmp_path / "vs_s"), str(tmp_path / "cn_s"), "--out", str(tmp_path / "m"), "--leakage", "allow"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    for pair in ("image +image", "image +text", "text +image", "text +text"):
+        assert __import__("re").search(pair, out), pair
+    assert "conceptnet" in out and "visualsem" in out
+
+
+@pytest.mark.parametrize("delim,arg", [("\t", "TAB"), (",", ",")])
+def test_triples_delimiters(tmp_path, delim, arg):
+    f = tmp_path / "t.txt"
+    f.write_text(delim.join(["/m/dog", "/people/x/y", "/m/animal"]) + "\n")
+    assert main(["prepare", "triples", str(f), "--out", str(tmp_path / "s"), "--delimiter", arg]) == 0
+    s = open_valid(tmp_path / "s")
+    assert _triples(s) == [("triples:/m/dog", "/people/x/y", "triples:/m/animal")]
+    assert s.relations.text.tolist() == ["y"]
+
+
+def test_gzip_plain_text_reader(tmp_path):
+    f = tmp_path / "t.txt.gz"
+    with gzip.open(f, "wt") as g:
+        g.write("a\tr\tb\n")
+    assert main(["prepare", "triples", str(f), "--out", str(tmp_path / "s")]) == 0
