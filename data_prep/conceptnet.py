@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from data_prep.common import Conversion, clean_text, open_binary, require_file
+from data_prep.common import MAX_TEXT_CHARS, Conversion, open_binary, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -181,15 +181,14 @@ def _convert_block(table, writer, conv, lang_set, rel_set, min_weight, rel_ids) 
     node_ids = {}
     for col, term in (("start", "s_term"), ("end", "e_term")):
         grouped = pa.table({"u": table[col], "t": table[term]}).group_by("u", use_threads=False).aggregate([("t", "first")])
-        keys, texts = grouped["u"].to_pylist(), grouped["t_first"].to_pylist()
-        ids = np.empty(len(keys), dtype=np.int64)
-        for i, (uri, t) in enumerate(zip(keys, texts, strict=True)):
-            key = f"{SOURCE}:{uri}"
-            eid = writer.entity_id(key)
-            if eid is None:
-                text = clean_text(t.replace("_", " "), conv) or t
-                eid = writer.add_entity(key, "text", text=text, source=SOURCE)
-            ids[i] = eid
+        texts = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.replace_substring(grouped["t_first"], "_", " "), "NFC"))
+        long = pc.greater(pc.utf8_length(texts), MAX_TEXT_CHARS)
+        n_long = pc.sum(long).as_py() or 0
+        if n_long:
+            conv.note("text cut", n_long)
+            texts = pc.utf8_slice_codeunits(texts, 0, MAX_TEXT_CHARS)
+        keys = pc.binary_join_element_wise(f"{SOURCE}:", grouped["u"], "").to_pylist()
+        ids = writer.add_entities(keys, "text", source=SOURCE, texts=texts.to_pylist())
         node_ids[col] = ids[pc.index_in(table[col], value_set=grouped["u"]).to_numpy()]
     rel_col = table["relation"]
     rgroups = pc.unique(rel_col).to_pylist()

@@ -42,11 +42,12 @@ class KnowledgeGraph:
     @classmethod
     def from_store(cls, store: KnowledgeStore, splits: tuple[str, ...] | None = ("train",)) -> "KnowledgeGraph":
         """Build from a store, keeping the triplets of ``splits`` (all when None)."""
-        t = store.triplet_table(["head_id", "relation_id", "tail_id", "split"])
+        cols = ["head_id", "relation_id", "tail_id"] + (["split"] if splits is not None else [])
+        t = store.triplet_table(cols)
         if splits is not None:
             t = t.filter(pc.is_in(t["split"], value_set=pa.array(list(splits))))
-        mod = store.entity_table(["modality"])["modality"].to_numpy(zero_copy_only=False)
-        modality = (mod == "text").astype(np.int8)  # image -> 0, text -> 1
+        is_text = pc.equal(store.entity_table(["modality"])["modality"], "text")
+        modality = is_text.to_numpy(zero_copy_only=False).astype(np.int8)  # image -> 0, text -> 1
         local = np.empty(len(modality), dtype=np.int64)
         for code in range(len(MODALITIES)):
             sel = modality == code
@@ -88,12 +89,9 @@ class KnowledgeGraph:
             gid = self.global_ids[m]
             data[m].num_nodes = len(gid)
             data[m].global_id = torch.from_numpy(gid)
-        # One stable sort by edge type code instead of a boolean mask per type.
-        code = self.modality[self.head].astype(np.int64) * 2 + self.modality[self.tail]
-        order = np.argsort(code, kind="stable")
-        bounds = np.searchsorted(code[order], np.arange(5))
+        code = self.modality[self.head] * np.int8(2) + self.modality[self.tail]
         for i, et in enumerate(EDGE_TYPES):
-            sel = order[bounds[i] : bounds[i + 1]]
+            sel = np.flatnonzero(code == i)
             src = torch.from_numpy(self.local[self.head[sel]])
             dst = torch.from_numpy(self.local[self.tail[sel]])
             rel = torch.from_numpy(self.relation[sel])

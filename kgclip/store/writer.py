@@ -37,6 +37,7 @@ from kgclip.store.splits import SplitConfig, finish_triplets, key_hashes
 from kgclip.typing import MODALITIES, SPLITS
 
 Bbox = Sequence[float] | None
+_ROW_BLOCK = 65_536
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -95,6 +96,7 @@ class StoreWriter:
         self._relation_ids: dict[str, int] = {}
         self._relation_text: list[str] = []
         self._relation_keys: list[str] = []
+        self._rows: list[tuple] = []
         self._triplet_buf: list[pd.DataFrame] = []
         self._triplet_buf_rows = 0
         self._raw_shards: list[Path] = []
@@ -141,6 +143,37 @@ class StoreWriter:
             self._flush_entities()
         return eid
 
+    def add_entities(self, keys: Sequence[str], modality: str, *, source: str, texts: Sequence[str | None] | None = None) -> np.ndarray:
+        """Add many entities of one modality at once (keys must be distinct); returns their ids.
+
+        Keys already present keep their id and attributes. Only text (or image-less) entities:
+        use :meth:`add_entity` for images with boxes.
+        """
+        if modality not in MODALITIES:
+            raise StoreError(f"unknown modality {modality!r} (expected one of {MODALITIES})")
+        get = self._entity_ids.get
+        ids = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        new = np.flatnonzero(ids < 0)
+        if len(new) == 0:
+            return ids
+        start = len(self._entity_ids)
+        new_ids = np.arange(start, start + len(new), dtype=np.int64)
+        new_keys = [keys[i] for i in new.tolist()]
+        self._entity_ids.update(zip(new_keys, new_ids.tolist(), strict=True))
+        ids[new] = new_ids
+        buf, n = self._entity_buf, len(new)
+        buf["entity_id"].extend(new_ids.tolist())
+        buf["key"].extend(new_keys)
+        buf["modality"].extend([modality] * n)
+        buf["text"].extend([texts[i] for i in new.tolist()] if texts is not None else [None] * n)
+        for col in ("image", "bbox", "image_width", "image_height"):
+            buf[col].extend([None] * n)
+        buf["source"].extend([source] * n)
+        self._source_counts[source]["entities"] += n
+        if len(buf["entity_id"]) >= self.shard_rows:
+            self._flush_entities()
+        return ids
+
     def _flush_entities(self) -> None:
         if not self._entity_buf["entity_id"]:
             return
@@ -172,8 +205,23 @@ class StoreWriter:
         weight: float | None = None,
         dataset: str | None = None,
     ) -> None:
-        """Add one triplet of ids (a convenience over :meth:`add_triplets`)."""
-        self.add_triplets([head], [relation], [tail], source=source, split=[split], weight=[weight], dataset=[dataset])
+        """Add one triplet of ids; rows are buffered and handed to :meth:`add_triplets` in blocks."""
+        if split is not None and split not in SPLITS:
+            raise StoreError(f"unknown split {split!r} (expected one of {SPLITS})")
+        self._rows.append((head, relation, tail, source, split, weight, dataset))
+        if len(self._rows) >= _ROW_BLOCK:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        if not self._rows:
+            return
+        h, r, t, src, split, weight, dataset = zip(*self._rows, strict=True)
+        self._rows = []
+        frame = pd.DataFrame({"head_id": h, "relation_id": r, "tail_id": t, "source": src, "split": split,
+                              "weight": np.array([np.nan if w is None else w for w in weight], dtype=np.float64), "dataset": dataset})
+        for name, part in frame.groupby("source", sort=False):
+            self.add_triplets(part["head_id"], part["relation_id"], part["tail_id"], source=str(name),
+                              split=part["split"].tolist(), weight=part["weight"].to_numpy(), dataset=part["dataset"].tolist())
 
     def add_triplets(
         self,
@@ -235,6 +283,7 @@ class StoreWriter:
         if self._closed:
             raise StoreError(f"{self.path}: writer already closed")
         self._flush_entities()
+        self._flush_rows()
         self._flush_triplets()
         if self._entity_shards == 0:
             pq.write_table(ENTITY_SCHEMA.empty_table(), self._tmp / ENTITIES_DIR / "part-00000.parquet")

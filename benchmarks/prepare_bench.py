@@ -1,0 +1,129 @@
+"""Converter benchmark.
+
+ConceptNet: a generated file in the real assertion format; lines per second of
+``convert_conceptnet`` and the ratio against pyarrow's CSV reader alone parsing the same file
+(goal at least 0.5); peak memory at 0.5M and at 2M lines (goal: flat).
+Visual Genome: a generated relationships.json of 20k images; peak memory as a fraction of the
+file size (goal under 0.25).
+
+    python benchmarks/prepare_bench.py [--lines 2000000] [--vg-images 20000]
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _util import measure, row
+
+from data_prep.common import Conversion
+from data_prep.conceptnet import COLUMNS, convert_conceptnet
+from data_prep.visual_genome import convert_visual_genome
+from kgclip.store import StoreWriter
+
+RELS = ["/r/IsA", "/r/PartOf", "/r/UsedFor", "/r/RelatedTo", "/r/HasProperty", "/r/AtLocation", "/r/Synonym"]
+
+
+def gen_conceptnet(path: Path, n: int, n_terms: int = 300_000) -> None:
+    rng = np.random.default_rng(0)
+    langs = np.array(["en"] * 8 + ["de", "fr"])
+    with open(path, "w", encoding="utf-8") as f:
+        for s in range(0, n, 100_000):
+            m = min(100_000, n - s)
+            a, b = rng.integers(0, n_terms, m), rng.integers(0, n_terms, m)
+            r, la, lb = rng.integers(0, len(RELS), m), rng.choice(langs, m), rng.choice(langs, m)
+            w = rng.random(m) * 3
+            lines = []
+            for i in range(m):
+                rel, st, en = RELS[r[i]], f"/c/{la[i]}/term_{a[i]}/n", f"/c/{lb[i]}/term_{b[i]}"
+                info = f'{{"dataset": "/d/conceptnet/4/en", "license": "cc:by/4.0", "sources": [{{"contributor": "/s/contributor/omcs/bench"}}], "weight": {w[i]:.3f}}}'
+                lines.append(f"/a/[{rel}/,{st}/,{en}/]\t{rel}\t{st}\t{en}\t{info}\n")
+            f.write("".join(lines))
+
+
+def pyarrow_only(path: str) -> int:
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=COLUMNS, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in COLUMNS}),
+    )
+    return sum(len(b) for b in reader)
+
+
+def convert_cn(path: str, out: str, limit: int | None) -> int:
+    with StoreWriter(out, overwrite=True, shard_rows=500_000) as w:
+        conv = Conversion("conceptnet", w, limit=limit)
+        convert_conceptnet(path, w, conv)
+    return conv.read
+
+
+def gen_vg(root: Path, n_images: int) -> Path:
+    rng = np.random.default_rng(0)
+    data, oid = [], 0
+    with open(root / "relationships.json", "w") as f:
+        f.write("[")
+        for i in range(1, n_images + 1):
+            data.append({"image_id": i, "width": 800, "height": 600, "url": f"https://x/VG_100K/{i}.jpg", "coco_id": None, "flickr_id": None})
+            objs = []
+            for _ in range(12):
+                oid += 1
+                x, y = int(rng.integers(0, 700)), int(rng.integers(0, 500))
+                objs.append({"object_id": oid, "x": x, "y": y, "w": 50, "h": 40, "names": ["thing"], "synsets": ["thing.n.01"]})
+            rels = [{"relationship_id": oid * 100 + k, "predicate": ["on", "has", "near", "wearing"][k % 4], "synsets": [],
+                     "subject": objs[k], "object": objs[(k + 1) % 12]} for k in range(20 if len(objs) > 12 else 12)]
+            f.write(("," if i > 1 else "") + json.dumps({"image_id": i, "relationships": rels}))
+        f.write("]")
+    (root / "image_data.json").write_text(json.dumps(data))
+    return root / "relationships.json"
+
+
+def convert_vg(root: str, out: str) -> int:
+    r = Path(root)
+    with StoreWriter(out, overwrite=True) as w:
+        conv = Conversion("visual_genome", w)
+        convert_visual_genome(image_data=r / "image_data.json", relationships=r / "relationships.json", images=r, writer=w, conv=conv, check_images=False)
+    return conv.kept
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--vg-images", type=int, default=20_000)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        cn = tmp / "assertions.csv"
+        gen_conceptnet(cn, a.lines)
+        size = cn.stat().st_size
+        print(f"prepare_bench: ConceptNet, {a.lines:,} lines ({size / 2**20:,.0f} MiB)")
+        t_base, _, n_base = measure(pyarrow_only, str(cn))
+        t_conv, mem_full, n_read = measure(convert_cn, str(cn), str(tmp / "cn_store"), None)
+        _, mem_quarter, _ = measure(convert_cn, str(cn), str(tmp / "cn_store_q"), a.lines // 4)
+        assert n_base == n_read == a.lines
+        row("baseline: pyarrow CSV reader alone", f"{a.lines / t_base:,.0f} lines/s", f"{t_base:.1f} s")
+        row("convert_conceptnet", f"{a.lines / t_conv:,.0f} lines/s", f"ratio {t_base / t_conv:.2f} of baseline speed (goal >= 0.5)")
+        row(f"peak memory at {a.lines // 4:,} lines", f"{mem_quarter / 2**20:,.0f} MiB")
+        row(f"peak memory at {a.lines:,} lines", f"{mem_full / 2**20:,.0f} MiB", f"ratio {mem_full / max(mem_quarter, 1):.2f}x for 4x the lines (goal: flat)")
+
+        vg = tmp / "vg"
+        vg.mkdir()
+        rel = gen_vg(vg, a.vg_images)
+        vsize = rel.stat().st_size
+        t_vg, mem_vg, kept = measure(convert_vg, str(vg), str(tmp / "vg_store"))
+        print(f"prepare_bench: Visual Genome, {a.vg_images:,} images, relationships.json {vsize / 2**20:,.0f} MiB")
+        row("convert_visual_genome", f"{kept / t_vg:,.0f} relationships/s", f"{t_vg:.1f} s")
+        row("peak memory", f"{mem_vg / 2**20:,.0f} MiB", f"fraction {mem_vg / vsize:.2f} of the file size (goal < 0.25)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

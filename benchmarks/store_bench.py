@@ -1,0 +1,84 @@
+"""Store benchmark: write then read a generated store of 1M entities and 5M triplets, build HeteroData.
+
+Prints rows/s for write and read, the HeteroData build time as a ratio against pyarrow reading
+the same id columns alone (goal at most 2x), and the build's peak memory as a ratio against the
+size of the int64 id arrays (goal at most 3x).
+
+    python benchmarks/store_bench.py [--entities N] [--triplets M]
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _util import measure, row
+
+from kgclip.graph import KnowledgeGraph
+from kgclip.store import KnowledgeStore, SplitConfig, StoreWriter
+
+
+def write(path: Path, n_ent: int, n_tri: int) -> None:
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, split=SplitConfig(leakage="allow")) as w:
+        for i in range(n_ent):
+            if i % 3:
+                w.add_entity(f"bench:t{i}", "text", text=f"entity {i}", source="bench")
+            else:
+                w.add_entity(f"bench:i{i}", "image", image=f"{i}.jpg", source="bench")
+        for r in range(20):
+            w.add_relation(f"r{r}", f"relation {r}")
+        step = 1_000_000
+        for s in range(0, n_tri, step):
+            m = min(step, n_tri - s)
+            w.add_triplets(rng.integers(0, n_ent, m), rng.integers(0, 20, m), rng.integers(0, n_ent, m), source="bench")
+
+
+def read_ids(path: str) -> int:
+    t = KnowledgeStore(path).triplet_table(["head_id", "relation_id", "tail_id"])
+    m = KnowledgeStore(path).entity_table(["modality"])
+    return t.num_rows + m.num_rows
+
+
+def build(path: str) -> int:
+    data = KnowledgeGraph.from_store(KnowledgeStore(path), splits=None).to_hetero_data()
+    return sum(data[et].edge_index.shape[1] for et in data.edge_types)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entities", type=int, default=1_000_000)
+    ap.add_argument("--triplets", type=int, default=5_000_000)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    path = tmp / "store"
+    try:
+        print(f"store_bench: {a.entities:,} entities, {a.triplets:,} triplets")
+        t0 = time.perf_counter()
+        write(path, a.entities, a.triplets)
+        t_write = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        s = KnowledgeStore(path)
+        n = len(s.entities) + len(s.triplets)
+        t_read = time.perf_counter() - t0
+        t_ids, _, _ = measure(read_ids, str(path))
+        t_build, mem_build, n_edges = measure(build, str(path))
+        id_bytes = s.num_entities * 8 + len(s.triplets) * 3 * 8
+        row("write (entities + triplets)", f"{(a.entities + a.triplets) / t_write:,.0f} rows/s", f"{t_write:.1f} s")
+        row("read (all columns, pandas)", f"{n / t_read:,.0f} rows/s", f"{t_read:.1f} s")
+        row("baseline: pyarrow read of the id columns alone", f"{t_ids:.2f} s")
+        row("HeteroData build (read + build)", f"{t_build:.2f} s", f"ratio {t_build / t_ids:.2f}x vs baseline (goal <= 2x)")
+        row("HeteroData build peak memory", f"{mem_build / 2**20:,.0f} MiB",
+            f"ratio {mem_build / id_bytes:.2f}x vs int64 id arrays {id_bytes / 2**20:,.0f} MiB (goal <= 3x)")
+        assert n_edges == len(s.triplets)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
