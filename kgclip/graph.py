@@ -54,9 +54,9 @@ class KnowledgeGraph:
             local[sel] = np.arange(int(sel.sum()))
         return cls(
             store=store,
-            head=t["head_id"].to_numpy(),
-            relation=t["relation_id"].to_numpy(),
-            tail=t["tail_id"].to_numpy(),
+            head=np.array(t["head_id"], dtype=np.int64),  # writable copies (torch shares them)
+            relation=np.array(t["relation_id"], dtype=np.int64),
+            tail=np.array(t["tail_id"], dtype=np.int64),
             modality=modality,
             local=local,
         )
