@@ -54,9 +54,9 @@ class KnowledgeGraph:
             local[sel] = np.arange(int(sel.sum()))
         return cls(
             store=store,
-            head=np.array(t["head_id"], dtype=np.int64),  # writable copies (torch shares them)
-            relation=np.array(t["relation_id"], dtype=np.int64),
-            tail=np.array(t["tail_id"], dtype=np.int64),
+            head=t["head_id"].to_numpy().astype(np.int64, copy=True),  # writable copies (torch shares them)
+            relation=t["relation_id"].to_numpy().astype(np.int64, copy=True),
+            tail=t["tail_id"].to_numpy().astype(np.int64, copy=True),
             modality=modality,
             local=local,
         )

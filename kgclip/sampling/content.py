@@ -72,7 +72,7 @@ class EntityContent:
                 box = self.bbox[eid]
                 if box is not None:
                     x, y, w, h = (float(v) for v in box)
-                    im = im.crop((int(x), int(y), int(round(x + w)), int(round(y + h))))
+                    im = im.crop((int(x), int(y), round(x + w), round(y + h)))
                 return self.image_transform(im)
         except (OSError, UnidentifiedImageError, ValueError, TypeError) as exc:
             self.failures[self.keys[eid]] += 1
