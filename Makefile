@@ -22,6 +22,7 @@ $(STAMP):
 	@echo $(DEPS_HASH) > $@
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 lint: install

@@ -19,7 +19,7 @@ def test_csr_groups_in_edges():
 
 
 def test_fanout_respected_no_duplicates_edges_exist():
-    csr, src, dst = _graph()
+    csr, _, dst = _graph()
     seeds = torch.tensor([0, 1, 2, 3, 2])
     seed_pos, pos = csr.sample(seeds, 3, torch.Generator().manual_seed(0))
     counts = torch.bincount(seed_pos, minlength=5).tolist()
