@@ -21,10 +21,10 @@ from torch_geometric.data import HeteroData
 from torch_geometric.sampler import NodeSamplerInput
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import row  # noqa: E402
+from _util import row
 
-from kgclip.sampling import HeteroNeighborSampler, TripletLoader  # noqa: E402
-from kgclip.typing import EDGE_TYPES  # noqa: E402
+from kgclip.sampling import HeteroNeighborSampler, TripletLoader
+from kgclip.typing import EDGE_TYPES
 
 
 class _FakeStore:

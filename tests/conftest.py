@@ -1,3 +1,5 @@
+pytest_plugins = ["tests.model_fixtures"]
+
 """Shared fixtures: small stores built through the real writer."""
 
 import pytest

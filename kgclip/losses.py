@@ -1,0 +1,169 @@
+"""Knowledge-CLIP's objectives: E2E, E2R, G2E, KD and the CLIP image-text loss, each weighted.
+
+Every part is returned for logging; the total is their weighted sum. Contrastive parts accept a
+``gather`` function (see :mod:`kgclip.training.distributed`) so that on several ranks the global
+batch is the set of negatives, with gradients flowing through the gathered features (open_clip's
+local loss + gather-with-grad).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kgclip.model.clip import clip_logits
+from kgclip.model.knowledge_clip import KnowledgeOutput
+from kgclip.sampling.triplets import TripletBatch
+
+Gather = Callable[[Tensor], tuple[Tensor, int]]
+"""local tensor -> (concatenation over ranks, offset of this rank's rows)."""
+
+
+def _local(x: Tensor) -> tuple[Tensor, int]:
+    return x, 0
+
+
+@dataclass
+class LossConfig:
+    """Weights (0 turns a part off) and the KD form.
+
+    Attributes:
+        e2e, e2r, g2e, kd, clip: weights of each part (paper: equal weights).
+        kd_mode: ``"logits"`` (open_clip's DistillClipLoss: soft cross-entropy from the teacher's to
+            the student's image-text logits) or ``"features"`` (KL between the teacher's and the
+            student's feature distributions over the embedding dimension).
+        kd_temperature: temperature of the ``"features"`` mode.
+        pair_relations: relation keys whose triplets are image-caption pairs for the CLIP loss.
+    """
+
+    e2e: float = 1.0
+    e2r: float = 1.0
+    g2e: float = 1.0
+    kd: float = 1.0
+    clip: float = 1.0
+    kd_mode: str = "logits"
+    kd_temperature: float = 0.1
+    pair_relations: tuple[str, ...] = ("image of", "caption of")
+
+
+def info_nce(query: Tensor, keys: Tensor, logit_scale: Tensor, positives: Tensor) -> Tensor:
+    """InfoNCE of each query against all keys by cosine similarity times ``logit_scale``.
+
+    Args:
+        query: [Q, W]; keys: [K, W].
+        positives: [Q, K] bool; a row may have several positives (same entity twice in a batch):
+            its target is spread evenly over them.
+    """
+    logits = logit_scale * F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T
+    target = positives.float() / positives.float().sum(1, keepdim=True).clamp(min=1)
+    return -(target * F.log_softmax(logits, dim=-1)).sum(1).mean()
+
+
+def e2e_loss(out: KnowledgeOutput, batch: TripletBatch, scale: Tensor, gather: Gather = _local) -> Tensor:
+    """Y(-,-,t_i) against Y(h_j, r_j, -) of the (global) batch; every j with t_j = t_i is a positive."""
+    keys, _ = gather(out.y_hr)
+    key_tails, _ = gather(batch.tail.to(keys.device))
+    query = out.y_t[out.tail_row]
+    positives = batch.tail.to(keys.device)[:, None] == key_tails[None, :]
+    return info_nce(query, keys, scale, positives)
+
+
+def e2r_loss(out: KnowledgeOutput, batch: TripletBatch) -> Tensor:
+    return F.cross_entropy(out.relation_logits, batch.relation.to(out.relation_logits.device))
+
+
+def g2e_loss(out: KnowledgeOutput, batch: TripletBatch, scale: Tensor, gather: Gather = _local) -> Tensor:
+    """Y(-,-,t_i) against G^L(t_j) over the (global) batch's tails that have sampled in-edges."""
+    if out.g2e.shape[0] == 0:
+        return out.y_t.sum() * 0.0
+    keys, offset = gather(out.g2e)
+    query = out.y_t[out.g2e_row]
+    n = query.shape[0]
+    if keys.shape[0] == n:
+        positives = torch.eye(n, dtype=torch.bool, device=keys.device)
+    else:  # ranks may have different counts: gather pads; positives are this rank's own rows
+        positives = torch.zeros(n, keys.shape[0], dtype=torch.bool, device=keys.device)
+        positives[torch.arange(n), offset + torch.arange(n)] = True
+    return info_nce(query, keys, scale, positives)
+
+
+def _pairs(batch: TripletBatch, pair_relation_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """(image position, text position) of the batch's image-caption pair triplets, each pair once."""
+    is_pair = torch.isin(batch.relation, pair_relation_ids.to(batch.relation.device))
+    h, t = batch.head_index[is_pair], batch.tail_index[is_pair]
+    img_first = batch.modality[h] == 0
+    img = torch.where(img_first, h, t)
+    txt = torch.where(img_first, t, h)
+    ok = batch.modality[img] != batch.modality[txt]
+    pairs = torch.unique(torch.stack([img[ok], txt[ok]]), dim=1)
+    return pairs[0], pairs[1]
+
+
+def clip_pair_loss(model_clip, out: KnowledgeOutput, batch: TripletBatch, pair_relation_ids: Tensor) -> Tensor:
+    """CLIP's symmetric image-text loss over the batch's "image of" / "caption of" pairs."""
+    img, txt = _pairs(batch, pair_relation_ids)
+    if img.numel() < 2:
+        return out.y_t.sum() * 0.0
+    emb = out.entities.embedding
+    logits = clip_logits(model_clip, emb[img], emb[txt])
+    # (image k, caption l) is a true pair when l's image is k's image or l's caption is k's caption.
+    positives = (img[:, None] == img[None, :]) | (txt[:, None] == txt[None, :])
+    target = positives.float() / positives.float().sum(1, keepdim=True)
+    li = -(target * F.log_softmax(logits, 1)).sum(1).mean()
+    lt = -(target.T / target.T.sum(1, keepdim=True) * F.log_softmax(logits.T, 1)).sum(1).mean()
+    return (li + lt) / 2
+
+
+def kd_loss(model_clip, teacher_clip, teacher_emb: Tensor, out: KnowledgeOutput, mode: str = "logits", temperature: float = 0.1) -> Tensor:
+    """Knowledge distillation from the frozen teacher over the batch's image and text entities.
+
+    ``logits``: soft cross-entropy from the teacher's image-text logits to the student's, both
+    directions (open_clip's DistillClipLoss). ``features``: KL(teacher || student) of the
+    softmax over the embedding dimension of each entity's normalised feature.
+    """
+    emb = out.entities.embedding
+    ip, tp = out.entities.image_pos, out.entities.text_pos
+    if mode == "features":
+        s = F.log_softmax(F.normalize(emb, dim=-1) / temperature, dim=-1)
+        t = F.log_softmax(F.normalize(teacher_emb, dim=-1) / temperature, dim=-1)
+        return F.kl_div(s, t, log_target=True, reduction="batchmean")
+    if ip.numel() == 0 or tp.numel() == 0:
+        return emb.sum() * 0.0
+    student = clip_logits(model_clip, emb[ip], emb[tp])
+    with torch.no_grad():
+        teacher = clip_logits(teacher_clip, teacher_emb[ip], teacher_emb[tp])
+    rows = -(teacher.softmax(1) * student.log_softmax(1)).sum(1).mean()
+    cols = -(teacher.T.softmax(1) * student.T.log_softmax(1)).sum(1).mean()
+    return (rows + cols) / 2
+
+
+class KnowledgeClipLoss:
+    """The weighted sum of the switched-on parts; ``__call__`` returns (total, parts)."""
+
+    def __init__(self, config: LossConfig, pair_relation_ids: Tensor) -> None:
+        if config.kd_mode not in ("logits", "features"):
+            from kgclip.errors import ConfigError
+
+            raise ConfigError(f"loss.kd_mode must be 'logits' or 'features', got {config.kd_mode!r}")
+        self.config = config
+        self.pair_relation_ids = pair_relation_ids
+
+    def __call__(self, model, out: KnowledgeOutput, batch: TripletBatch, teacher=None, teacher_emb: Tensor | None = None,
+                 gather: Gather = _local) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
+        parts: dict[str, Tensor] = {}
+        if c.e2e:
+            parts["e2e"] = e2e_loss(out, batch, model.e2e_logit_scale.exp().clamp(max=100), gather)
+        if c.e2r:
+            parts["e2r"] = e2r_loss(out, batch)
+        if c.g2e:
+            parts["g2e"] = g2e_loss(out, batch, model.g2e_logit_scale.exp().clamp(max=100), gather)
+        if c.kd and teacher is not None and teacher_emb is not None:
+            parts["kd"] = kd_loss(model.clip, teacher, teacher_emb, out, c.kd_mode, c.kd_temperature)
+        if c.clip:
+            parts["clip"] = clip_pair_loss(model.clip, out, batch, self.pair_relation_ids)
+        weights = {"e2e": c.e2e, "e2r": c.e2r, "g2e": c.g2e, "kd": c.kd, "clip": c.clip}
+        total = sum(weights[k] * v for k, v in parts.items())
+        return total, parts

@@ -1,0 +1,185 @@
+"""Knowledge-CLIP: CLIP towers with token outputs + fusion encoder + E2R / G2E heads."""
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kgclip.model.clip import ClipBundle, create_clip, embed_dim, encode_image_tokens, encode_text_tokens, image_widths, text_width
+from kgclip.model.fusion import FusionEncoder
+from kgclip.model.heads import G2EGraphNetwork, RelationClassifier
+from kgclip.sampling.triplets import TripletBatch
+
+
+@dataclass
+class ModelConfig:
+    """What the model is made of (the paper's values are the defaults of the fusion part).
+
+    Attributes:
+        clip_model: open_clip model name or kgclip config (``kgclip-tiny``, ``ViT-B-32``, ``ViT-L-14``).
+        pretrained: open_clip pretrained tag (``openai``) or a checkpoint file; None: random init.
+        fusion_width, fusion_layers, fusion_heads, drop_path: the fusion Transformer.
+        max_text_tokens: text entities are cut to this many tokens.
+        max_image_tokens: image entities keep this many tokens (class token first); None: all.
+        gnn_layers: layers of the G2E network.
+        init_temperature: initial temperature of the E2E and G2E InfoNCE losses.
+    """
+
+    clip_model: str = "kgclip-tiny"
+    pretrained: str | None = None
+    fusion_width: int = 1024
+    fusion_layers: int = 4
+    fusion_heads: int = 16
+    drop_path: float = 0.1
+    max_text_tokens: int = 32
+    max_image_tokens: int | None = None
+    gnn_layers: int = 1
+    init_temperature: float = 0.07
+
+
+@dataclass
+class EncodedEntities:
+    """Each unique entity of a batch, encoded once.
+
+    Attributes:
+        tokens: [N, L, W] tokens at fusion width; valid: [N, L].
+        embedding: [N, D] CLIP embedding (image or text space by modality).
+        image_pos, text_pos: positions of image / text entities.
+    """
+
+    tokens: Tensor
+    valid: Tensor
+    embedding: Tensor
+    image_pos: Tensor
+    text_pos: Tensor
+
+
+@dataclass
+class KnowledgeOutput:
+    """Everything the losses need from one step.
+
+    Attributes:
+        y_hr: [B, W] Y(h, r, -) per triplet.
+        y_t: [U, W] Y(-, -, x) for each entity position in ``y_t_pos`` (tails and G2E nodes).
+        tail_row: [B] row of each triplet's tail in ``y_t``.
+        r_ht: [B, W] R(h, -, t) per triplet; relation_logits: [B, num_relations].
+        g2e: [T, W] G^L of the batch's distinct tails that have sampled in-edges; g2e_row: [T]
+            their rows in ``y_t``.
+        entities: the encoded entities (CLIP embeddings for KD and the image-text loss).
+    """
+
+    y_hr: Tensor
+    y_t: Tensor
+    y_t_pos: Tensor
+    tail_row: Tensor
+    r_ht: Tensor
+    relation_logits: Tensor
+    g2e: Tensor
+    g2e_row: Tensor
+    entities: EncodedEntities
+
+
+class KnowledgeCLIP(nn.Module):
+    """The student: CLIP towers (trained at a low lr) and the new modules (trained at a high lr).
+
+    Args:
+        config: the model configuration.
+        num_relations: size of the relation vocabulary (E2R classes).
+        clip: an already created CLIP bundle (else created from the config).
+    """
+
+    def __init__(self, config: ModelConfig, num_relations: int, clip: ClipBundle | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.num_relations = num_relations
+        bundle = clip or create_clip(config.clip_model, config.pretrained)
+        self.clip = bundle.model
+        self.tokenizer, self.preprocess_train, self.preprocess_val = bundle.tokenizer, bundle.preprocess_train, bundle.preprocess_val
+        w = config.fusion_width
+        img_w, img_n = image_widths(self.clip)
+        self.image_tokens = img_n if config.max_image_tokens is None else min(img_n, config.max_image_tokens)
+        self.text_tokens = min(config.max_text_tokens, self.clip.context_length)
+        self.entity_tokens = max(self.image_tokens, self.text_tokens)
+        self.image_proj = nn.Linear(img_w, w)
+        self.text_proj = nn.Linear(text_width(self.clip), w)
+        self.relation_proj = nn.Linear(embed_dim(self.clip), w)
+        self.fusion = FusionEncoder(w, config.fusion_layers, config.fusion_heads, config.drop_path, self.entity_tokens)
+        self.relation_head = RelationClassifier(w, num_relations)
+        self.gnn = G2EGraphNetwork(w, config.gnn_layers)
+        init = torch.log(torch.tensor(1.0 / config.init_temperature))
+        self.e2e_logit_scale = nn.Parameter(init.clone())
+        self.g2e_logit_scale = nn.Parameter(init.clone())
+
+    # -- parameter groups ---------------------------------------------------------------------
+    def tower_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(f"clip.{n}", p) for n, p in self.clip.named_parameters()]
+
+    def new_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("clip.")]
+
+    def config_dict(self) -> dict:
+        return {"model": asdict(self.config), "num_relations": self.num_relations}
+
+    # -- encoders -----------------------------------------------------------------------------
+    def encode_entities(self, inputs, modality: Tensor) -> EncodedEntities:
+        """Encode each entity once: tokens at fusion width (padded to the entity length) and CLIP embeddings."""
+        n = modality.shape[0]
+        dev = self.image_proj.weight.device
+        L, W, D = self.entity_tokens, self.config.fusion_width, embed_dim(self.clip)
+        tokens = torch.zeros(n, L, W, device=dev)
+        valid = torch.zeros(n, L, dtype=torch.bool, device=dev)
+        emb = torch.zeros(n, D, device=dev)
+        if inputs.images.numel():
+            tok, e = encode_image_tokens(self.clip, inputs.images)
+            tok = self.image_proj(tok[:, : self.image_tokens])
+            tokens = tokens.index_put((inputs.image_pos,), F.pad(tok, (0, 0, 0, L - tok.shape[1])))
+            valid[inputs.image_pos, : tok.shape[1]] = True
+            emb = emb.index_put((inputs.image_pos,), e.to(emb.dtype))
+        if inputs.texts.numel():
+            tok, ok, e = encode_text_tokens(self.clip, inputs.texts, self.text_tokens)
+            tok = self.text_proj(tok)
+            tokens = tokens.index_put((inputs.text_pos,), F.pad(tok, (0, 0, 0, L - tok.shape[1])))
+            valid = valid.index_put((inputs.text_pos,), F.pad(ok, (0, L - ok.shape[1])))
+            emb = emb.index_put((inputs.text_pos,), e.to(emb.dtype))
+        return EncodedEntities(tokens, valid, emb, inputs.image_pos, inputs.text_pos)
+
+    def encode_relations(self, relation_tokens: Tensor) -> Tensor:
+        """The whole relation vocabulary, pooled by the text tower and projected: [R, W]."""
+        return self.relation_proj(self.clip.encode_text(relation_tokens))
+
+    # -- views --------------------------------------------------------------------------------
+    def views(self, ent: EncodedEntities, rel: Tensor, head: Tensor, relation: Tensor, tail: Tensor, use: tuple[bool, bool, bool]) -> tuple[Tensor, Tensor]:
+        """Y and R of views given entity positions (head / tail) and relation ids; masked parts may be any index."""
+        v = head.shape[0]
+        dev = ent.tokens.device
+        flags = [torch.full((v,), u, dtype=torch.bool, device=dev) for u in use]
+        return self.fusion(ent.tokens[head], ent.valid[head], rel[relation], ent.tokens[tail], ent.valid[tail], *flags)
+
+    def forward(self, batch: TripletBatch, relation_tokens: Tensor) -> KnowledgeOutput:
+        ent = self.encode_entities(batch.inputs, batch.modality)
+        rel = self.encode_relations(relation_tokens)
+        b = len(batch)
+        ei = batch.g2e_edge_index
+        # Entities needed in the tail role: the batch's tails and every G2E node, each once.
+        y_t_pos, inv = torch.unique(torch.cat([batch.tail_index, ei.flatten()]), return_inverse=True)
+        tail_row, edge_rows = inv[:b], inv[b:].view(2, -1)
+        zero = torch.zeros_like
+        n_hr, n_t, n_ht, n_e = b, y_t_pos.numel(), b, ei.shape[1]
+        # One fusion call for all four kinds of view, packed by concatenation (no loop over triplets).
+        heads = torch.cat([batch.head_index, zero(y_t_pos), batch.head_index, ei[0]])
+        tails = torch.cat([zero(batch.tail_index), y_t_pos, batch.tail_index, ei[1]])
+        rels = torch.cat([batch.relation.to(heads.device), zero(y_t_pos), zero(batch.relation).to(heads.device), zero(ei[0])])
+        dev = heads.device
+        use_h = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t, dtype=torch.bool, device=dev), torch.ones(n_ht + n_e, dtype=torch.bool, device=dev)])
+        use_r = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t + n_ht + n_e, dtype=torch.bool, device=dev)])
+        use_t = torch.cat([torch.zeros(n_hr, dtype=torch.bool, device=dev), torch.ones(n_t + n_ht + n_e, dtype=torch.bool, device=dev)])
+        y, r = self.fusion(ent.tokens[heads], ent.valid[heads], rel[rels], ent.tokens[tails], ent.valid[tails], use_h, use_r, use_t)
+        y_hr, y_t = y[:n_hr], y[n_hr : n_hr + n_t]
+        r_ht, r_edge = r[n_hr + n_t : n_hr + n_t + n_ht], r[n_hr + n_t + n_ht :]
+        g = self.gnn(y_t, edge_rows, r_edge) if n_e else y_t
+        tails_with_in = torch.unique(edge_rows[1][batch.g2e_hop.to(dev) == 1]) if n_e else torch.empty(0, dtype=torch.long, device=dev)
+        return KnowledgeOutput(
+            y_hr=y_hr, y_t=y_t, y_t_pos=y_t_pos, tail_row=tail_row, r_ht=r_ht,
+            relation_logits=self.relation_head(r_ht), g2e=g[tails_with_in], g2e_row=tails_with_in, entities=ent,
+        )

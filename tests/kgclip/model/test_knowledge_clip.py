@@ -1,0 +1,107 @@
+import open_clip
+import torch
+
+from kgclip.model import export_open_clip
+from kgclip.model.clip import encode_image_tokens, encode_text_tokens
+from tests.model_fixtures import hand_batch
+
+
+def test_entity_tokens_shapes_and_masks(model):
+    b = hand_batch(model)
+    ent = model.encode_entities(b.inputs, b.modality)
+    L = model.entity_tokens
+    assert L == max(17, 8)  # 64 px / 16 px patches + class token; texts cut to 8
+    assert ent.tokens.shape == (5, L, 32) and ent.embedding.shape == (5, 128)
+    assert ent.valid[0].all() and ent.valid[1].all()  # images: every token real
+    # "a red circle" = <sot> a red circle <eot> -> 5 real tokens, the rest padding
+    assert ent.valid[2].tolist() == [True] * 5 + [False] * (L - 5)
+    assert (ent.tokens[2, 8:] == 0).all()  # padded past the text length
+
+
+def test_image_tokens_match_open_clip(model):
+    images = hand_batch(model).inputs.images
+    tokens, emb = encode_image_tokens(model.clip, images)
+    assert tokens.shape == (2, 17, 128)
+    assert torch.allclose(emb, model.clip.encode_image(images), atol=1e-5)
+    texts = model.tokenizer(["a red circle"])
+    _, valid, temb = encode_text_tokens(model.clip, texts, 8)
+    assert torch.allclose(temb, model.clip.encode_text(texts), atol=1e-5)
+
+
+def test_forward_views_for_all_modality_pairs(model, relation_tokens):
+    b = hand_batch(model)
+    out = model(b, relation_tokens)
+    assert out.y_hr.shape == (4, 32) and out.r_ht.shape == (4, 32)
+    assert out.relation_logits.shape == (4, 3)
+    assert torch.equal(out.y_t_pos[out.tail_row], b.tail_index)
+    assert out.g2e.shape == (2, 32)  # both distinct tails have an in-edge
+    assert torch.isfinite(out.y_hr).all() and torch.isfinite(out.g2e).all()
+
+
+def test_masked_element_contributes_nothing(model, relation_tokens):
+    model.eval()
+    b = hand_batch(model)
+    ent = model.encode_entities(b.inputs, b.modality)
+    rel = model.encode_relations(relation_tokens)
+    h, r = torch.tensor([0, 3]), torch.tensor([0, 2])
+    y1, _ = model.views(ent, rel, h, r, torch.tensor([1, 2]), (True, True, False))
+    y2, _ = model.views(ent, rel, h, r, torch.tensor([4, 0]), (True, True, False))  # other tails, masked
+    assert torch.allclose(y1, y2, atol=1e-6)
+    _, r1 = model.views(ent, rel, h, torch.tensor([0, 0]), torch.tensor([1, 2]), (True, False, True))
+    _, r2 = model.views(ent, rel, h, torch.tensor([2, 1]), torch.tensor([1, 2]), (True, False, True))
+    assert torch.allclose(r1, r2, atol=1e-6)
+    y3, _ = model.views(ent, rel, torch.tensor([1, 2]), r, torch.tensor([1, 2]), (True, True, False))  # another head
+    assert not torch.allclose(y1, y3)
+
+
+def test_head_and_tail_roles_differ(model):
+    model.eval()
+    seen = []
+    hook = model.fusion.blocks[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    b = hand_batch(model)
+    ent = model.encode_entities(b.inputs, b.modality)
+    rel = torch.zeros(3, 32)
+    e = torch.tensor([2])
+    model.views(ent, rel, e, torch.tensor([0]), e, (True, False, False))
+    model.views(ent, rel, e, torch.tensor([0]), e, (False, False, True))
+    hook.remove()
+    L = model.entity_tokens
+    as_head, as_tail = seen[0][0, 1 : 1 + L], seen[1][0, 2 + L :]
+    assert torch.allclose(as_head - model.fusion.role[0], as_tail - model.fusion.role[2], atol=1e-6)  # same content
+    assert not torch.allclose(as_head, as_tail)  # different role embeddings
+
+
+def test_export_loads_in_open_clip_with_same_embeddings(model, tmp_path):
+    with torch.no_grad():
+        for p in model.clip.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # "trained" towers
+    path = export_open_clip(model, tmp_path / "towers.pt")
+    loaded, _, _ = open_clip.create_model_and_transforms("kgclip-tiny", pretrained=str(path))
+    loaded.eval()
+    model.clip.eval()
+    b = hand_batch(model)
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode_image(b.inputs.images), model.clip.encode_image(b.inputs.images), atol=1e-5)
+        assert torch.allclose(loaded.encode_text(b.inputs.texts), model.clip.encode_text(b.inputs.texts), atol=1e-5)
+
+
+def test_pretrained_checkpoint_file_loads(tiny_clip, tmp_path):
+    from kgclip.model.clip import create_clip
+
+    path = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": tiny_clip.model.state_dict()}, path)
+    bundle = create_clip("kgclip-tiny", str(path))
+    for (n, a), (_, b) in zip(bundle.model.state_dict().items(), tiny_clip.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), n
+
+
+def test_unknown_model_and_tag_are_config_errors():
+    import pytest
+
+    from kgclip.errors import ConfigError
+    from kgclip.model.clip import create_clip
+
+    with pytest.raises(ConfigError, match="unknown CLIP model 'ViT-X'"):
+        create_clip("ViT-X")
+    with pytest.raises(ConfigError, match="neither a file nor a tag"):
+        create_clip("kgclip-tiny", "no-such-tag")
