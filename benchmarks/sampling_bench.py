@@ -67,7 +67,7 @@ def main() -> None:
 
     n_edges = 0
     t0 = time.perf_counter()
-    for i in range(a.batches):
+    for _ in range(a.batches):
         seeds = torch.from_numpy(rng.integers(0, n_txt, 1024))
         out = sampler.sample_from_nodes(NodeSamplerInput(input_id=None, node=seeds, input_type="text"))
         n_edges += sum(v.numel() for v in out.row.values())

@@ -1,10 +1,10 @@
-pytest_plugins = ["tests.model_fixtures"]
-
 """Shared fixtures: small stores built through the real writer."""
 
 import pytest
 
 from kgclip.store import SplitConfig, StoreWriter
+
+pytest_plugins = ["tests.model_fixtures"]
 
 
 def write_toy_store(path, *, split=None, image_root=None):

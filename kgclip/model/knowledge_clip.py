@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from kgclip.model.clip import ClipBundle, create_clip, embed_dim, encode_image_tokens, encode_text_tokens, image_widths, text_width
 from kgclip.model.fusion import FusionEncoder
@@ -157,8 +158,9 @@ class KnowledgeCLIP(nn.Module):
         return self.fusion(ent.tokens[head], ent.valid[head], rel[relation], ent.tokens[tail], ent.valid[tail], *flags)
 
     def forward(self, batch: TripletBatch, relation_tokens: Tensor) -> KnowledgeOutput:
-        ent = self.encode_entities(batch.inputs, batch.modality)
-        rel = self.encode_relations(relation_tokens)
+        with record_function("kgclip.encoders"):
+            ent = self.encode_entities(batch.inputs, batch.modality)
+            rel = self.encode_relations(relation_tokens)
         b = len(batch)
         ei = batch.g2e_edge_index
         # Entities needed in the tail role: the batch's tails and every G2E node, each once.
@@ -174,10 +176,12 @@ class KnowledgeCLIP(nn.Module):
         use_h = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t, dtype=torch.bool, device=dev), torch.ones(n_ht + n_e, dtype=torch.bool, device=dev)])
         use_r = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t + n_ht + n_e, dtype=torch.bool, device=dev)])
         use_t = torch.cat([torch.zeros(n_hr, dtype=torch.bool, device=dev), torch.ones(n_t + n_ht + n_e, dtype=torch.bool, device=dev)])
-        y, r = self.fusion(ent.tokens[heads], ent.valid[heads], rel[rels], ent.tokens[tails], ent.valid[tails], use_h, use_r, use_t)
+        with record_function("kgclip.fusion"):
+            y, r = self.fusion(ent.tokens[heads], ent.valid[heads], rel[rels], ent.tokens[tails], ent.valid[tails], use_h, use_r, use_t)
         y_hr, y_t = y[:n_hr], y[n_hr : n_hr + n_t]
         r_ht, r_edge = r[n_hr + n_t : n_hr + n_t + n_ht], r[n_hr + n_t + n_ht :]
-        g = self.gnn(y_t, edge_rows, r_edge) if n_e else y_t
+        with record_function("kgclip.gnn"):
+            g = self.gnn(y_t, edge_rows, r_edge) if n_e else y_t
         tails_with_in = torch.unique(edge_rows[1][batch.g2e_hop.to(dev) == 1]) if n_e else torch.empty(0, dtype=torch.long, device=dev)
         return KnowledgeOutput(
             y_hr=y_hr, y_t=y_t, y_t_pos=y_t_pos, tail_row=tail_row, r_ht=r_ht,

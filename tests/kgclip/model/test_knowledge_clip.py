@@ -24,7 +24,7 @@ def test_image_tokens_match_open_clip(model):
     assert tokens.shape == (2, 17, 128)
     assert torch.allclose(emb, model.clip.encode_image(images), atol=1e-5)
     texts = model.tokenizer(["a red circle"])
-    _, valid, temb = encode_text_tokens(model.clip, texts, 8)
+    _, _, temb = encode_text_tokens(model.clip, texts, 8)
     assert torch.allclose(temb, model.clip.encode_text(texts), atol=1e-5)
 
 
