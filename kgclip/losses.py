@@ -101,13 +101,13 @@ def _pairs(batch: TripletBatch, pair_relation_ids: Tensor) -> tuple[Tensor, Tens
     return pairs[0], pairs[1]
 
 
-def clip_pair_loss(model_clip, out: KnowledgeOutput, batch: TripletBatch, pair_relation_ids: Tensor) -> Tensor:
+def clip_pair_loss(out: KnowledgeOutput, batch: TripletBatch, pair_relation_ids: Tensor) -> Tensor:
     """CLIP's symmetric image-text loss over the batch's "image of" / "caption of" pairs."""
     img, txt = _pairs(batch, pair_relation_ids)
     if img.numel() < 2:
         return out.y_t.sum() * 0.0
     emb = out.entities.embedding
-    logits = clip_logits(model_clip, emb[img], emb[txt])
+    logits = clip_logits(out.clip_scale, emb[img], emb[txt])
     # (image k, caption l) is a true pair when l's image is k's image or l's caption is k's caption.
     positives = (img[:, None] == img[None, :]) | (txt[:, None] == txt[None, :])
     target = positives.float() / positives.float().sum(1, keepdim=True)
@@ -116,7 +116,7 @@ def clip_pair_loss(model_clip, out: KnowledgeOutput, batch: TripletBatch, pair_r
     return (li + lt) / 2
 
 
-def kd_loss(model_clip, teacher_clip, teacher_emb: Tensor, out: KnowledgeOutput, mode: str = "logits", temperature: float = 0.1) -> Tensor:
+def kd_loss(teacher_scale: Tensor, teacher_emb: Tensor, out: KnowledgeOutput, mode: str = "logits", temperature: float = 0.1) -> Tensor:
     """Knowledge distillation from the frozen teacher over the batch's image and text entities.
 
     ``logits``: soft cross-entropy from the teacher's image-text logits to the student's, both
@@ -131,9 +131,9 @@ def kd_loss(model_clip, teacher_clip, teacher_emb: Tensor, out: KnowledgeOutput,
         return F.kl_div(s, t, log_target=True, reduction="batchmean")
     if ip.numel() == 0 or tp.numel() == 0:
         return emb.sum() * 0.0
-    student = clip_logits(model_clip, emb[ip], emb[tp])
+    student = clip_logits(out.clip_scale, emb[ip], emb[tp])
     with torch.no_grad():
-        teacher = clip_logits(teacher_clip, teacher_emb[ip], teacher_emb[tp])
+        teacher = clip_logits(teacher_scale, teacher_emb[ip], teacher_emb[tp])
     rows = -(teacher.softmax(1) * student.log_softmax(1)).sum(1).mean()
     cols = -(teacher.T.softmax(1) * student.T.log_softmax(1)).sum(1).mean()
     return (rows + cols) / 2
@@ -150,20 +150,21 @@ class KnowledgeClipLoss:
         self.config = config
         self.pair_relation_ids = pair_relation_ids
 
-    def __call__(self, model, out: KnowledgeOutput, batch: TripletBatch, teacher=None, teacher_emb: Tensor | None = None,
+    def __call__(self, out: KnowledgeOutput, batch: TripletBatch, teacher_scale: Tensor | None = None, teacher_emb: Tensor | None = None,
                  gather: Gather = _local) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total and parts. KD runs when its weight is set and the teacher's scale and embeddings are given."""
         c = self.config
         parts: dict[str, Tensor] = {}
         if c.e2e:
-            parts["e2e"] = e2e_loss(out, batch, model.e2e_logit_scale.exp().clamp(max=100), gather)
+            parts["e2e"] = e2e_loss(out, batch, out.e2e_scale, gather)
         if c.e2r:
             parts["e2r"] = e2r_loss(out, batch)
         if c.g2e:
-            parts["g2e"] = g2e_loss(out, batch, model.g2e_logit_scale.exp().clamp(max=100), gather)
-        if c.kd and teacher is not None and teacher_emb is not None:
-            parts["kd"] = kd_loss(model.clip, teacher, teacher_emb, out, c.kd_mode, c.kd_temperature)
+            parts["g2e"] = g2e_loss(out, batch, out.g2e_scale, gather)
+        if c.kd and teacher_scale is not None and teacher_emb is not None:
+            parts["kd"] = kd_loss(teacher_scale, teacher_emb, out, c.kd_mode, c.kd_temperature)
         if c.clip:
-            parts["clip"] = clip_pair_loss(model.clip, out, batch, self.pair_relation_ids)
+            parts["clip"] = clip_pair_loss(out, batch, self.pair_relation_ids)
         weights = {"e2e": c.e2e, "e2r": c.e2r, "g2e": c.g2e, "kd": c.kd, "clip": c.clip}
         total = sum(weights[k] * v for k, v in parts.items())
         return total, parts

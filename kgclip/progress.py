@@ -16,7 +16,7 @@ def set_enabled(flag: bool | None) -> None:
 
 
 def bar(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
-    """A tqdm bar that respects :func:`set_enabled` and the terminal test."""
-    disable = not (_enabled if _enabled is not None else sys.stderr.isatty())
+    """A tqdm bar that respects :func:`set_enabled` and the terminal test; ``disable=True`` turns it off."""
+    off = bool(kwargs.pop("disable", False)) or not (_enabled if _enabled is not None else sys.stderr.isatty())
     kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, disable=disable, **kwargs)
+    return tqdm(iterable, disable=off, **kwargs)

@@ -5,6 +5,7 @@ checkpoint file, or from kgclip's own configs in ``kgclip/model_configs/*.json``
 open_clip's ``add_model_config`` when this module is imported).
 """
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,15 @@ from kgclip.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 @dataclass
@@ -46,10 +56,14 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
         raise ConfigError(f"unknown CLIP model {name!r}; known: kgclip configs {sorted(p.stem for p in CONFIG_DIR.glob('*.json'))} and open_clip's own (open_clip.list_models())")
     if pretrained and not Path(pretrained).is_file() and pretrained not in open_clip.list_pretrained_tags_by_model(name):
         raise ConfigError(f"pretrained {pretrained!r} is neither a file nor a tag of {name} (tags: {open_clip.list_pretrained_tags_by_model(name)})")
+    quiet = _DropMessage("No pretrained weights loaded")  # random init is asked for, not a problem
+    logging.getLogger().addFilter(quiet)
     try:
         model, pre_train, pre_val = open_clip.create_model_and_transforms(name, pretrained=pretrained or None, device=device)
     except RuntimeError as exc:
         raise ConfigError(f"cannot load {name} weights from {pretrained!r}: {str(exc).splitlines()[0]}") from None
+    finally:
+        logging.getLogger().removeFilter(quiet)
     if not isinstance(model, CLIP) or not isinstance(model.visual, VisionTransformer):
         raise ConfigError(f"{name}: kgclip needs an open_clip CLIP with a ViT image tower and the built-in text tower (got {type(model).__name__} / {type(model.visual).__name__})")
     return ClipBundle(model, pre_train, pre_val, open_clip.get_tokenizer(name), name)
@@ -105,6 +119,6 @@ def encode_text_embedding(model: CLIP, text: Tensor) -> Tensor:
     return model.encode_text(text)
 
 
-def clip_logits(model: CLIP, image_emb: Tensor, text_emb: Tensor) -> Tensor:
-    """CLIP's image-text logits: logit_scale * cos."""
-    return model.logit_scale.exp() * F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T
+def clip_logits(scale: Tensor, image_emb: Tensor, text_emb: Tensor) -> Tensor:
+    """CLIP's image-text logits: scale * cos (scale = logit_scale.exp())."""
+    return scale * F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T

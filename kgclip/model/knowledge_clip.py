@@ -68,6 +68,8 @@ class KnowledgeOutput:
         g2e: [T, W] G^L of the batch's distinct tails that have sampled in-edges; g2e_row: [T]
             their rows in ``y_t``.
         entities: the encoded entities (CLIP embeddings for KD and the image-text loss).
+        e2e_scale, g2e_scale, clip_scale: the exponentiated logit scales (computed inside forward so
+            that DistributedDataParallel sees every parameter the losses use).
     """
 
     y_hr: Tensor
@@ -79,6 +81,9 @@ class KnowledgeOutput:
     g2e: Tensor
     g2e_row: Tensor
     entities: EncodedEntities
+    e2e_scale: Tensor
+    g2e_scale: Tensor
+    clip_scale: Tensor
 
 
 class KnowledgeCLIP(nn.Module):
@@ -186,4 +191,6 @@ class KnowledgeCLIP(nn.Module):
         return KnowledgeOutput(
             y_hr=y_hr, y_t=y_t, y_t_pos=y_t_pos, tail_row=tail_row, r_ht=r_ht,
             relation_logits=self.relation_head(r_ht), g2e=g[tails_with_in], g2e_row=tails_with_in, entities=ent,
+            e2e_scale=self.e2e_logit_scale.exp().clamp(max=100), g2e_scale=self.g2e_logit_scale.exp().clamp(max=100),
+            clip_scale=self.clip.logit_scale.exp().clamp(max=100),
         )

@@ -55,7 +55,7 @@ def test_clip_pair_loss_by_hand(model, relation_tokens):
     b = hand_batch(model)
     b.relation = torch.tensor([0, 2, 2, 0])  # relation 2 = "image of": triplets (0 -> 2) and (3 -> 1)
     out = model(b, relation_tokens)
-    got = clip_pair_loss(model.clip, out, b, torch.tensor([2]))
+    got = clip_pair_loss(out, b, torch.tensor([2]))
     emb = out.entities.embedding
     img, txt = emb[[0, 1]], emb[[2, 3]]  # pairs sorted by image: (0, 2), (1, 3)
     s = model.clip.logit_scale.exp()
@@ -69,14 +69,14 @@ def test_kd_by_hand(model, relation_tokens):
     out = model(b, relation_tokens)
     teacher = copy.deepcopy(model.clip).eval()
     t_emb = torch.randn(5, 128)
-    got = kd_loss(model.clip, teacher, t_emb, out)
+    got = kd_loss(teacher.logit_scale.exp(), t_emb, out)
     s_log = model.clip.logit_scale.exp() * F.normalize(out.entities.embedding[[0, 1]], dim=-1) @ F.normalize(out.entities.embedding[[2, 3, 4]], dim=-1).T
     t_log = teacher.logit_scale.exp() * F.normalize(t_emb[[0, 1]], dim=-1) @ F.normalize(t_emb[[2, 3, 4]], dim=-1).T
     rows = -(t_log.softmax(1) * s_log.log_softmax(1)).sum(1).mean()
     cols = -(t_log.T.softmax(1) * s_log.T.log_softmax(1)).sum(1).mean()
     assert torch.allclose(got, (rows + cols) / 2, atol=1e-6)
     # identical student and teacher: the loss equals the teacher's entropy (its minimum)
-    same = kd_loss(model.clip, model.clip, out.entities.embedding.detach(), out)
+    same = kd_loss(model.clip.logit_scale.exp(), out.entities.embedding.detach(), out)
     ent = -(s_log.softmax(1) * s_log.log_softmax(1)).sum(1).mean()
     ent_c = -(s_log.T.softmax(1) * s_log.T.log_softmax(1)).sum(1).mean()
     assert torch.allclose(same, (ent + ent_c) / 2, atol=1e-5)
@@ -86,7 +86,7 @@ def test_total_is_weighted_sum_and_parts_switch_off(model, relation_tokens):
     b = hand_batch(model)
     out = model(b, relation_tokens)
     loss = KnowledgeClipLoss(LossConfig(e2e=2.0, e2r=0.5, g2e=0.0, kd=0.0, clip=0.0), torch.tensor([2]))
-    total, parts = loss(model, out, b)
+    total, parts = loss(out, b)
     assert set(parts) == {"e2e", "e2r"}
     assert torch.allclose(total, 2 * parts["e2e"] + 0.5 * parts["e2r"])
 
@@ -104,7 +104,7 @@ def test_overfit_one_batch(model, relation_tokens):
             t_emb = teacher.encode_image(b.inputs.images), teacher.encode_text(b.inputs.texts)
             temb = torch.zeros(5, 128)
             temb[b.inputs.image_pos], temb[b.inputs.text_pos] = t_emb
-        total, _ = loss(model, out, b, teacher, temb)
+        total, _ = loss(out, b, teacher.logit_scale.exp(), temb)
         opt.zero_grad()
         total.backward()
         opt.step()

@@ -1,0 +1,88 @@
+"""Checkpoints: everything needed to continue exactly, written atomically, the last K kept.
+
+A checkpoint holds the model, optimizer, scheduler, step, RNG states (python, numpy, torch, CUDA),
+the loader state, the resolved config, the entity and relation id maps (as PyKEEN does) and the
+store's fingerprint. It is read back with ``torch.load(weights_only=True)``: only tensors and
+plain Python values are stored.
+"""
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kgclip.errors import KgclipError
+
+CKPT_RE = re.compile(r"^step-(\d+)\.pt$")
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[-2], tuple(py[:-2]), py[-1]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep_last: int) -> Path:
+    """Write ``checkpoints/step-XXXXXXX.pt`` atomically and keep only the last ``keep_last``."""
+    folder = run_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.pt"
+    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if CKPT_RE.match(p.name)), key=lambda p: int(CKPT_RE.match(p.name).group(1)))
+
+
+def resolve_checkpoint(path_or_run: str | os.PathLike) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run folder."""
+    p = Path(path_or_run)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        ckpts = list_checkpoints(p)
+        if ckpts:
+            return ckpts[-1]
+        raise KgclipError(f"{p}: no checkpoint in {p / 'checkpoints'}")
+    raise KgclipError(f"{p}: no such checkpoint or run folder")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``); a broken file is a one-line error."""
+    p = Path(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise KgclipError(f"{p}: not a readable kgclip checkpoint ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise KgclipError(f"{p}: not a kgclip checkpoint (no model/config entries)")
+    return ckpt

@@ -1,0 +1,177 @@
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from kgclip.config import apply_overrides, from_dict
+from kgclip.errors import ConfigError
+from kgclip.training import RunConfig, TrainingError, load_checkpoint, train_loop
+from tests.kgclip.sampling.conftest import random_store
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _store(tmp_path):
+    for i in range(3):
+        Image.new("RGB", (70, 60), (80 * i, 100, 0)).save(tmp_path / f"img{i}.png")
+    random_store(tmp_path / "store", n_tri=300, image_root=tmp_path)
+    return tmp_path / "store"
+
+
+def _config(tmp_path, store, **over):
+    base = {
+        "name": "t", "run_dir": str(tmp_path / "runs"), "seed": 0,
+        "data": {"store": str(store), "batch_size": 16, "fanouts": [2]},
+        "model": {"fusion_width": 32, "fusion_layers": 1, "fusion_heads": 4, "max_text_tokens": 8, "drop_path": 0.1},
+        "optim": {"warmup_steps": 2},
+        "train": {"steps": 4, "checkpoint_every": 2, "log_every": 1, "keep_last": 2},
+    }
+    data = apply_overrides(base, [f"{k}={v}" for k, v in over.items()])
+    return from_dict(RunConfig, data), data
+
+
+@pytest.fixture
+def store(tmp_path):
+    return _store(tmp_path)
+
+
+def _metrics(run):
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_trains_a_few_steps_and_leaves_a_record(tmp_path, store):
+    cfg, _ = _config(tmp_path, store)
+    res = train_loop(cfg, quiet=True)
+    run = tmp_path / "runs" / "t"
+    rows = _metrics(run)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert {"e2e", "e2r", "g2e", "kd", "clip", "lr_towers", "lr_new", "triplets_per_s", "data_wait_share"} <= set(rows[0])
+    assert float(rows[0]["lr_new"]) == pytest.approx(0.5e-3)  # warm-up: step 1 of 2
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["batch_size"] == 16
+    assert "step 4" in (run / "train.log").read_text()
+    ckpt = load_checkpoint(res.last_checkpoint)
+    assert ckpt["step"] == 4 and len(ckpt["entity_keys"]) == 70 and ckpt["relation_keys"] == ["r0", "r1", "r2", "r3"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000002.pt", "step-0000004.pt"]
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before {path.name} appeared: {proc.stderr.read()}")
+        if time.time() - t0 > timeout:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_exact(tmp_path, store):
+    steps = 24
+    for name in ("straight", "killed"):
+        _, data = _config(tmp_path, store, **{"train.steps": steps, "train.checkpoint_every": 2, "train.keep_last": 50, "name": name})
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "experiments.cli", "--quiet", "train"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    subprocess.run([*cmd, str(tmp_path / "straight.yaml")], check=True, env=env, cwd=REPO, capture_output=True)
+    proc = subprocess.Popen([*cmd, str(tmp_path / "killed.yaml")], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    _wait_for(tmp_path / "runs" / "killed" / "checkpoints" / "step-0000006.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpts = sorted((tmp_path / "runs" / "killed" / "checkpoints").glob("step-*.pt"))
+    assert ckpts[-1].name != f"step-{steps:07d}.pt", "killed too late to test anything"
+    subprocess.run([*cmd, str(tmp_path / "killed.yaml"), "train.resume=latest"], check=True, env=env, cwd=REPO, capture_output=True)
+    a = load_checkpoint(tmp_path / "runs" / "straight" / "checkpoints" / f"step-{steps:07d}.pt")["model"]
+    b = load_checkpoint(tmp_path / "runs" / "killed" / "checkpoints" / f"step-{steps:07d}.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_refuses_a_changed_store_unless_forced(tmp_path, store):
+    cfg, _ = _config(tmp_path, store)
+    train_loop(cfg, quiet=True)
+    shutil.rmtree(store)
+    random_store(store, n_tri=300, seed=1, image_root=tmp_path)
+    cfg2, _ = _config(tmp_path, store, **{"train.resume": "latest", "train.steps": 6})
+    with pytest.raises(TrainingError, match="changed since this checkpoint"):
+        train_loop(cfg2, quiet=True)
+    assert train_loop(cfg2, force=True, quiet=True).steps == 6
+
+
+def test_resume_refuses_another_model_config(tmp_path, store):
+    cfg, _ = _config(tmp_path, store)
+    train_loop(cfg, quiet=True)
+    cfg2, _ = _config(tmp_path, store, **{"train.resume": "latest", "model.fusion_width": 64})
+    with pytest.raises(TrainingError, match=r"different model config \(fusion_width: checkpoint 32 vs config 64\)"):
+        train_loop(cfg2, quiet=True)
+
+
+def test_nan_guard_names_step_and_part(tmp_path, store, monkeypatch):
+    import kgclip.losses as losses
+
+    real = losses.e2r_loss
+    calls = {"n": 0}
+
+    def flaky(out, batch):
+        calls["n"] += 1
+        v = real(out, batch)
+        return v * float("nan") if calls["n"] == 3 else v
+
+    monkeypatch.setattr(losses, "e2r_loss", flaky)
+    cfg, _ = _config(tmp_path, store)
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 3 in part\(s\) e2r.*step-0000002.pt"):
+        train_loop(cfg, quiet=True)
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.batchsize'; did you mean data.batch_size"):
+        from_dict(RunConfig, {"data": {"batchsize": 3}})
+    with pytest.raises(ConfigError, match=r"train.steps: expected an integer, got 'many'"):
+        from_dict(RunConfig, {"train": {"steps": "many"}})
+    with pytest.raises(ConfigError, match=r"optim.tower_lr: expected a number"):
+        from_dict(RunConfig, {"optim": {"tower_lr": [1]}})
+    assert from_dict(RunConfig, {"optim": {"tower_lr": "1e-5"}}).optim.tower_lr == 1e-5
+
+
+def test_unwritable_run_dir_fails_before_training(tmp_path, store):
+    (tmp_path / "file").write_text("x")
+    cfg, _ = _config(tmp_path, store, run_dir=str(tmp_path / "file" / "runs"))
+    with pytest.raises(ConfigError, match="run folder cannot be written"):
+        train_loop(cfg, quiet=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, data: dict) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train_loop(from_dict(RunConfig, data), quiet=True)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_double_batch(tmp_path, store):
+    common = {"data.fanouts": "[]", "loss.g2e": 0, "loss.kd": 0, "loss.clip": 0, "model.drop_path": 0.0, "train.steps": 3}
+    _, two = _config(tmp_path, store, name="two", **{"data.batch_size": 8, **common})
+    cfg_one, _ = _config(tmp_path, store, name="one", **{"data.batch_size": 16, **common})
+    torch.multiprocessing.spawn(_rank_main, args=(2, _free_port(), two), nprocs=2, join=True)
+    train_loop(cfg_one, quiet=True)
+    a, b = _metrics(tmp_path / "runs" / "two"), _metrics(tmp_path / "runs" / "one")
+    for ra, rb in zip(a, b, strict=True):
+        for k in ("loss", "e2e", "e2r"):
+            assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-4, abs=1e-5), (ra["step"], k)
