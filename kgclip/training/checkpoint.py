@@ -22,8 +22,9 @@ CKPT_RE = re.compile(r"^step-(\d+)\.pt$")
 
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
     state = {
-        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+        "python": [*internal, version, gauss],
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                   "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
         "torch": torch.get_rng_state(),
