@@ -1,0 +1,313 @@
+"""The embedded demo world: rendered scenes of simple shapes, written in the real sources' formats.
+
+Scenes hold 2-4 objects (shape x colour x size) on 64-96 px canvases. The world is written as
+Visual Genome files (objects, attributes, spatial and comparative relationships), a ConceptNet
+assertion dump (shape taxonomy, properties, colour families, antonyms), VisualSem files (a node
+per concept with glosses and single-object images) and COCO captions, and read back through the
+real converters. Held out for evaluation: the test scenes, and colour-shape combinations that
+appear only in test. Everything is deterministic per seed.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 205, 30), "purple": (140, 50, 170), "orange": (245, 135, 30)}
+HELD_OUT = (("purple", "triangle"), ("orange", "circle"), ("green", "diamond"))
+"""Colour-shape combinations seen only in test scenes and the zero-shot set."""
+SIZES = {"small": (7, 10), "big": (13, 17)}
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+@dataclass
+class Obj:
+    object_id: int
+    shape: str
+    colour: str
+    size: str
+    cx: float
+    cy: float
+    r: float
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """x, y, w, h (integers, as Visual Genome stores them)."""
+        x0, y0 = int(np.floor(self.cx - self.r)), int(np.floor(self.cy - self.r))
+        x1, y1 = int(np.ceil(self.cx + self.r)), int(np.ceil(self.cy + self.r))
+        return x0, y0, x1 - x0, y1 - y0
+
+    @property
+    def name(self) -> str:
+        return f"{self.colour} {self.shape}"
+
+
+@dataclass
+class Scene:
+    image_id: int
+    width: int
+    height: int
+    objects: list[Obj] = field(default_factory=list)
+    split: str = "train"
+
+
+def draw(shape: str, colour: str, cx: float, cy: float, r: float, d: ImageDraw.ImageDraw) -> None:
+    fill = COLOURS[colour]
+    if shape == "circle":
+        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    elif shape == "square":
+        d.rectangle((cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85), fill=fill)
+    elif shape == "triangle":
+        d.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=fill)
+    elif shape == "diamond":
+        d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill)
+
+
+def render(width: int, height: int, objects: list[Obj], background: int) -> Image.Image:
+    im = Image.new("RGB", (width, height), (background, background, background))
+    d = ImageDraw.Draw(im)
+    for o in objects:
+        draw(o.shape, o.colour, o.cx, o.cy, o.r, d)
+    return im
+
+
+def spatial(a: Obj, b: Obj) -> str:
+    dx, dy = b.cx - a.cx, b.cy - a.cy
+    if abs(dx) >= abs(dy):
+        return "left of" if dx > 0 else "right of"
+    return "above" if dy > 0 else "below"
+
+
+def relations(a: Obj, b: Obj) -> list[str]:
+    """Every predicate of the ordered pair (a, b)."""
+    out = [spatial(a, b)]
+    if a.size != b.size:
+        out.append("bigger than" if a.size == "big" else "smaller than")
+    if a.colour == b.colour:
+        out.append("same colour as")
+    if a.shape == b.shape:
+        out.append("same shape as")
+    return out
+
+
+def _combo(rng: np.random.Generator, allow_held_out: bool) -> tuple[str, str]:
+    while True:
+        c, s = str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))
+        if allow_held_out or (c, s) not in HELD_OUT:
+            return c, s
+
+
+def make_scenes(n: int, seed: int, test_fraction: float = 0.2) -> list[Scene]:
+    rng = np.random.default_rng(seed)
+    scenes, next_obj = [], 1
+    n_test = max(1, int(round(n * test_fraction)))
+    for i in range(n):
+        split = "test" if i >= n - n_test else "train"
+        w, h = int(rng.integers(64, 97)), int(rng.integers(64, 97))
+        sc = Scene(image_id=i + 1, width=w, height=h, split=split)
+        k = int(rng.integers(2, 5))
+        for _ in range(200):
+            if len(sc.objects) == k:
+                break
+            c, s = _combo(rng, allow_held_out=split == "test")
+            size = str(rng.choice(list(SIZES)))
+            r = float(rng.uniform(*SIZES[size]))
+            cx, cy = float(rng.uniform(r + 1, w - r - 1)), float(rng.uniform(r + 1, h - r - 1))
+            if all((cx - o.cx) ** 2 + (cy - o.cy) ** 2 > (r + o.r + 2) ** 2 for o in sc.objects):
+                sc.objects.append(Obj(next_obj, s, c, size, cx, cy, r))
+                next_obj += 1
+        scenes.append(sc)
+    return scenes
+
+
+def captions(sc: Scene, rng: np.random.Generator) -> list[str]:
+    objs = sc.objects
+    a, b = (objs[i] for i in rng.choice(len(objs), 2, replace=False))
+    out = [f"a {a.name} {spatial(a, b)} a {b.name}", f"a {b.name} {spatial(b, a)} a {a.name}"]
+    out.append(" and ".join(f"a {o.size} {o.name}" for o in objs))
+    return out
+
+
+def binding_item(sc: Scene, rng: np.random.Generator) -> dict | None:
+    pairs = [(a, b) for a in sc.objects for b in sc.objects if a is not b and a.colour != b.colour and a.shape != b.shape and spatial(a, b) in ("left of", "above")]
+    if not pairs:
+        return None
+    a, b = pairs[int(rng.integers(len(pairs)))]
+    rel = spatial(a, b)
+    return {
+        "image": f"images/VG_100K/{sc.image_id}.jpg",
+        "caption": f"a {a.name} {rel} a {b.name}",
+        "relation_swap": f"a {b.name} {rel} a {a.name}",
+        "attribute_swap": f"a {b.colour} {a.shape} {rel} a {a.colour} {b.shape}",
+    }
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def single_object(shape: str, colour: str, rng: np.random.Generator) -> Image.Image:
+    size = int(rng.integers(64, 81))
+    r = float(rng.uniform(14, 22))
+    cx, cy = float(rng.uniform(r + 2, size - r - 2)), float(rng.uniform(r + 2, size - r - 2))
+    return render(size, size, [Obj(0, shape, colour, "big", cx, cy, r)], int(rng.integers(225, 256)))
+
+
+@dataclass
+class DemoWorldFiles:
+    root: Path
+    vg_train: dict[str, Path]
+    vg_test: dict[str, Path]
+    conceptnet: Path
+    visualsem: dict[str, Path]
+    coco_train: Path
+    coco_test: Path
+    images: Path
+    eval_dir: Path
+    counts: dict[str, int]
+
+
+def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0) -> DemoWorldFiles:
+    """Write the raw files of the world under ``out/raw`` and the evaluation items under ``out/eval``."""
+    root = Path(out)
+    raw = root / "raw"
+    images = raw / "images"
+    (images / "VG_100K").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 1)
+    world = make_scenes(scenes, seed)
+    for sc in world:
+        render(sc.width, sc.height, sc.objects, int(rng.integers(225, 256))).save(images / "VG_100K" / f"{sc.image_id}.jpg", quality=95)
+
+    vg_files = {}
+    for split in ("train", "test"):
+        part = [s for s in world if s.split == split]
+        folder = raw / f"vg_{split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = [{"image_id": s.image_id, "width": s.width, "height": s.height, "coco_id": None, "flickr_id": None,
+                 "url": f"https://cs.stanford.edu/people/rak248/VG_100K/{s.image_id}.jpg"} for s in part]
+        rels, objs, attrs = [], [], []
+        rid = 1
+        for s in part:
+            jo = {o.object_id: {"object_id": o.object_id, "x": o.box[0], "y": o.box[1], "w": o.box[2], "h": o.box[3],
+                                "names": [o.shape], "synsets": [f"{o.shape}.n.01"]} for o in s.objects}
+            items = []
+            for a in s.objects:
+                for b in s.objects:
+                    if a is b:
+                        continue
+                    for p in relations(a, b):
+                        items.append({"relationship_id": rid, "predicate": p, "synsets": [], "subject": jo[a.object_id], "object": jo[b.object_id]})
+                        rid += 1
+            rels.append({"image_id": s.image_id, "relationships": items})
+            objs.append({"image_id": s.image_id, "objects": list(jo.values())})
+            attrs.append({"image_id": s.image_id, "attributes": [dict(jo[o.object_id], attributes=[o.colour, o.size]) for o in s.objects]})
+        for name, obj in (("image_data.json", data), ("relationships.json", rels), ("objects.json", objs), ("attributes.json", attrs)):
+            (folder / name).write_text(json.dumps(obj))
+        vg_files[split] = {"image_data": folder / "image_data.json", "relationships": folder / "relationships.json",
+                           "objects": folder / "objects.json", "attributes": folder / "attributes.json"}
+
+    # ConceptNet: text knowledge about the world's concepts.
+    facts = [
+        ("IsA", "circle", "round_shape"), ("IsA", "round_shape", "shape"), ("IsA", "square", "quadrilateral"),
+        ("IsA", "diamond", "quadrilateral"), ("IsA", "quadrilateral", "polygon"), ("IsA", "triangle", "polygon"),
+        ("IsA", "polygon", "shape"), ("HasProperty", "circle", "round"), ("HasProperty", "square", "four_corners"),
+        ("HasProperty", "diamond", "four_corners"), ("HasProperty", "triangle", "three_corners"), ("HasA", "square", "right_angle"),
+        ("IsA", "red", "warm_colour"), ("IsA", "orange", "warm_colour"), ("IsA", "yellow", "warm_colour"), ("IsA", "blue", "cool_colour"),
+        ("IsA", "green", "cool_colour"), ("IsA", "purple", "cool_colour"), ("IsA", "warm_colour", "colour"), ("IsA", "cool_colour", "colour"),
+        ("Antonym", "left", "right"), ("Antonym", "right", "left"), ("Antonym", "above", "below"), ("Antonym", "below", "above"),
+        ("Antonym", "big", "small"), ("Antonym", "small", "big"), ("Antonym", "bigger", "smaller"), ("Antonym", "smaller", "bigger"),
+        ("RelatedTo", "left_of", "left"), ("RelatedTo", "right_of", "right"),
+    ]
+    for c in COLOURS:
+        for s in SHAPES:
+            if (c, s) in HELD_OUT:
+                continue
+            facts += [("IsA", f"{c}_{s}", s), ("HasProperty", f"{c}_{s}", c)]
+    facts.append(("IsA", "kreis", "form"))  # a German row: filtered out by --lang en
+    lines = []
+    for rel, a, b in facts:
+        lang = "de" if a == "kreis" else "en"
+        info = {"dataset": "/d/demo", "license": "cc:by/4.0", "sources": [{"contributor": "/s/demo"}], "weight": 1.0}
+        lines.append(f"/a/[/r/{rel}/,/c/{lang}/{a}/,/c/{lang}/{b}/]\t/r/{rel}\t/c/{lang}/{a}\t/c/{lang}/{b}\t{json.dumps(info)}\n")
+    cn = raw / "conceptnet" / "assertions.csv"
+    cn.parent.mkdir(parents=True, exist_ok=True)
+    cn.write_text("".join(lines), encoding="utf-8")
+
+    # VisualSem: a node per concept, with glosses and single-object images.
+    vs = raw / "visualsem"
+    vs_img = vs / "images"
+    nodes, tuples, gl = {}, {}, [{"available_languages": ["en"]}]
+    bn = {}
+    concepts = [(s, None) for s in SHAPES] + [(None, c) for c in COLOURS] + [(s, c) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT]
+    for s, c in concepts:
+        name = f"{c} {s}" if s and c else (s or c)
+        bn[name] = f"bn:{_hash(name)[:8]}n"
+        ims = []
+        for k in range(3):
+            shape = s or str(rng.choice([x for x in SHAPES if (c, x) not in HELD_OUT]))
+            colour = c or str(rng.choice([x for x in COLOURS if (x, shape) not in HELD_OUT]))
+            h = _hash(f"{name}/{k}/{seed}")
+            p = vs_img / h[:2] / f"{h}.jpg"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            single_object(shape, colour, rng).save(p, quality=95)
+            ims.append(h)
+        nodes[bn[name]] = {"ms": name, "se": [], "ims": ims}
+        gloss = f"a {name} shape" if s and c else (f"the shape called {s}" if s else f"the colour {c}")
+        gl.append({bn[name]: {"en": [gloss, f"a picture of a {name}"]}})
+    bn["polygon"] = "bn:polygonn"
+    nodes[bn["polygon"]] = {"ms": "polygon", "se": [], "ims": []}
+    gl.append({bn["polygon"]: {"en": ["a plane figure with straight sides"]}})
+    for s, c in concepts:
+        if s and c:
+            tuples.setdefault(bn[s], []).append({"s": bn[f"{c} {s}"], "r": "is-a", "r_id": "0"})
+            tuples.setdefault(bn[c], []).append({"s": bn[f"{c} {s}"], "r": "has-property", "r_id": "8"})
+    for s in ("square", "triangle", "diamond"):
+        tuples.setdefault(bn["polygon"], []).append({"s": bn[s], "r": "is-a", "r_id": "0"})
+    for name, obj in (("nodes.v2.json", nodes), ("tuples.v2.json", tuples), ("nodes.glosses.json", gl)):
+        (vs / name).write_text(json.dumps(obj))
+
+    # COCO captions, one file per split; images are the scenes.
+    coco = {}
+    crng = np.random.default_rng(seed + 2)
+    for split in ("train", "test"):
+        part = [s for s in world if s.split == split]
+        imgs = [{"id": s.image_id, "file_name": f"VG_100K/{s.image_id}.jpg", "width": s.width, "height": s.height} for s in part]
+        anns, aid = [], 1
+        for s in part:
+            for cap in captions(s, crng):
+                anns.append({"id": aid, "image_id": s.image_id, "caption": cap})
+                aid += 1
+        path = raw / "coco" / f"captions_{split}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"info": {"description": "kgclip demo world"}, "images": imgs, "annotations": anns}))
+        coco[split] = path
+
+    # Evaluation items: zero-shot single objects (held-out combinations included) and binding tests.
+    ev = root / "eval"
+    (ev / "zero_shot").mkdir(parents=True, exist_ok=True)
+    zrng = np.random.default_rng(seed + 3)
+    items = []
+    for c in COLOURS:
+        for s in SHAPES:
+            for k in range(3):
+                p = ev / "zero_shot" / f"{c}_{s}_{k}.jpg"
+                single_object(s, c, zrng).save(p, quality=95)
+                items.append({"image": f"zero_shot/{p.name}", "labels": {"shape": s, "colour": c}})
+    zs = {"tasks": {"shape": {"classes": list(SHAPES), "templates": ["a {}.", "a {} shape.", "a picture of a {}."]},
+                    "colour": {"classes": list(COLOURS), "templates": ["a {} shape.", "something {}.", "a {} object."]}},
+          "items": items}
+    (ev / "zero_shot.json").write_text(json.dumps(zs, indent=1))
+    brng = np.random.default_rng(seed + 4)
+    bitems = [it for s in world if s.split == "test" and (it := binding_item(s, brng))]
+    for it in bitems:
+        it["image"] = str(Path("..") / "raw" / it["image"])
+    (ev / "binding.json").write_text(json.dumps({"items": bitems}, indent=1))
+    counts = {"scenes": len(world), "train_scenes": sum(s.split == "train" for s in world), "test_scenes": sum(s.split == "test" for s in world),
+              "objects": sum(len(s.objects) for s in world), "binding_items": len(bitems), "zero_shot_items": len(items)}
+    (root / "world.json").write_text(json.dumps({"seed": seed, "held_out": [list(x) for x in HELD_OUT], **counts}, indent=1))
+    return DemoWorldFiles(root, vg_files["train"], vg_files["test"], cn, {"nodes": vs / "nodes.v2.json", "tuples": vs / "tuples.v2.json",
+                          "glosses": vs / "nodes.glosses.json", "images": vs_img}, coco["train"], coco["test"], images, ev, counts)

@@ -1,0 +1,188 @@
+"""How each model scores: Knowledge-CLIP through its fusion encoder, plain CLIP through its towers.
+
+Both expose the same small interface, so every task gives every model a number:
+
+- ``encode_images`` / ``encode_texts``: CLIP-space embeddings from the towers (zero-shot,
+  retrieval, binding);
+- ``candidates(entities)``: the tail side of a triplet, computed once per entity;
+- ``queries(heads, relations)``: the (head, relation) side;
+- ``relation_scores(heads, tails)``: a score per relation of the vocabulary.
+
+Knowledge-CLIP: candidates Y(-,-,t), queries Y(h,r,-), relations by the E2R head on R(h,-,t).
+CLIP: candidates are its entity embeddings; a query is the head's embedding plus the relation
+text's embedding (text heads: the text "head relation"), relations scored by the same rule.
+"""
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kgclip.model.clip import ClipBundle
+from kgclip.model.knowledge_clip import EncodedEntities, KnowledgeCLIP
+from kgclip.sampling.content import EntityContent, EntityInputs
+from kgclip.store.reader import KnowledgeStore
+
+
+def _chunks(ids: Tensor, size: int) -> Iterator[Tensor]:
+    for s in range(0, ids.numel(), size):
+        yield ids[s : s + size]
+
+
+class _StoreScorer:
+    name: str
+    chunk = 256
+
+    def __init__(self, store: KnowledgeStore, preprocess, tokenizer, device: torch.device) -> None:
+        self.store, self.preprocess, self.tokenizer, self.device = store, preprocess, tokenizer, device
+        self.content = EntityContent(store, preprocess, tokenizer, cache_size=0)
+        self.relation_text = store.relations["text"].tolist()
+        self.relation_tokens = tokenizer(self.relation_text).to(device)
+
+    def inputs(self, ids: Tensor) -> EntityInputs:
+        inputs, bad = self.content.load(ids)
+        if bad.any():  # an unreadable image: a black image stands in so that every entity gets a score
+            fill = torch.zeros(int(bad.sum()), *(inputs.images.shape[1:] if inputs.images.numel() else (3, 224, 224)))
+            inputs = EntityInputs(torch.cat([inputs.images, fill]) if inputs.images.numel() else fill,
+                                  torch.cat([inputs.image_pos, bad.nonzero().flatten()]), inputs.texts, inputs.text_pos)
+        return inputs.to(self.device)
+
+    def modality(self, ids: Tensor) -> Tensor:
+        return torch.as_tensor(self.content.modality[ids.numpy()], device=self.device)
+
+
+class ClipScorer(_StoreScorer):
+    """A plain CLIP model scored with its own embeddings."""
+
+    def __init__(self, bundle: ClipBundle, store: KnowledgeStore, name: str = "CLIP", device: str | torch.device = "cpu") -> None:
+        super().__init__(store, bundle.preprocess_val, bundle.tokenizer, torch.device(device))
+        self.clip = bundle.model.to(self.device).eval()
+        self.name = name
+        self._emb: dict[int, Tensor] = {}
+        with torch.no_grad():
+            self.rel_emb = F.normalize(self.clip.encode_text(self.relation_tokens).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_images(self, images: Tensor) -> Tensor:
+        return F.normalize(self.clip.encode_image(images.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, tokens: Tensor) -> Tensor:
+        return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def embed(self, ids: Tensor) -> Tensor:
+        """Normalised CLIP embeddings of store entities (cached)."""
+        missing = torch.tensor([i for i in ids.tolist() if i not in self._emb], dtype=torch.long)
+        for part in _chunks(torch.unique(missing), self.chunk):
+            inp = self.inputs(part)
+            out = torch.zeros(part.numel(), self.rel_emb.shape[1], device=self.device)
+            if inp.images.numel():
+                out[inp.image_pos] = self.encode_images(inp.images)
+            if inp.texts.numel():
+                out[inp.text_pos] = self.encode_texts(inp.texts)
+            for i, v in zip(part.tolist(), out, strict=True):
+                self._emb[i] = v
+        return torch.stack([self._emb[i] for i in ids.tolist()]) if ids.numel() else torch.empty(0, self.rel_emb.shape[1])
+
+    def candidates(self, ids: Tensor) -> Tensor:
+        return self.embed(ids)
+
+    def queries(self, heads: Tensor, relations: Tensor) -> Tensor:
+        return F.normalize(self.embed(heads) + self.rel_emb[relations.to(self.device)], dim=-1)
+
+    def relation_scores(self, heads: Tensor, tails: Tensor) -> Tensor:
+        h, t = self.embed(heads), self.embed(tails)
+        q = F.normalize(h[:, None, :] + self.rel_emb[None, :, :], dim=-1)  # [n, R, d]
+        return (q * t[:, None, :]).sum(-1)
+
+    @torch.no_grad()
+    def pair_scores(self, images: Tensor, tokens: Tensor, relation: int) -> Tensor:
+        """Score of (image_i, relation, text_i) by the link-prediction rule: [n]."""
+        q = F.normalize(self.encode_images(images) + self.rel_emb[relation], dim=-1)
+        return (q * self.encode_texts(tokens)).sum(-1)
+
+
+class KnowledgeClipScorer(_StoreScorer):
+    """A Knowledge-CLIP model: triplets scored through the fusion encoder."""
+
+    def __init__(self, model: KnowledgeCLIP, store: KnowledgeStore, name: str = "Knowledge-CLIP", device: str | torch.device = "cpu") -> None:
+        super().__init__(store, model.preprocess_val, model.tokenizer, torch.device(device))
+        self.model = model.to(self.device).eval()
+        self.clip = model.clip
+        self.name = name
+        self._enc: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        self._cand: dict[int, Tensor] = {}
+        with torch.no_grad():
+            self.rel = model.encode_relations(self.relation_tokens)
+
+    @torch.no_grad()
+    def encode_images(self, images: Tensor) -> Tensor:
+        return F.normalize(self.clip.encode_image(images.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, tokens: Tensor) -> Tensor:
+        return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encoded(self, ids: Tensor) -> EncodedEntities:
+        """Tokens of store entities at fusion width (cached per entity)."""
+        missing = torch.unique(torch.tensor([i for i in ids.tolist() if i not in self._enc], dtype=torch.long))
+        for part in _chunks(missing, self.chunk):
+            enc = self.model.encode_entities(self.inputs(part), self.modality(part))
+            for k, i in enumerate(part.tolist()):
+                self._enc[i] = (enc.tokens[k], enc.valid[k], enc.embedding[k])
+        rows = [self._enc[i] for i in ids.tolist()]
+        tok, val, emb = (torch.stack(x) for x in zip(*rows, strict=True))
+        return EncodedEntities(tok, val, emb, torch.empty(0), torch.empty(0))
+
+    def _fuse(self, ent_h: EncodedEntities | None, rel: Tensor | None, ent_t: EncodedEntities | None, n: int) -> tuple[Tensor, Tensor]:
+        L, W = self.model.entity_tokens, self.model.config.fusion_width
+        z_tok = torch.zeros(n, L, W, device=self.device)
+        z_val = torch.zeros(n, L, dtype=torch.bool, device=self.device)
+        flags = [torch.full((n,), x is not None, dtype=torch.bool, device=self.device) for x in (ent_h, rel, ent_t)]
+        return self.model.fusion(
+            ent_h.tokens if ent_h is not None else z_tok, ent_h.valid if ent_h is not None else z_val,
+            rel if rel is not None else torch.zeros(n, W, device=self.device),
+            ent_t.tokens if ent_t is not None else z_tok, ent_t.valid if ent_t is not None else z_val, *flags,
+        )
+
+    @torch.no_grad()
+    def candidates(self, ids: Tensor) -> Tensor:
+        """Y(-,-,t), computed once per entity."""
+        missing = torch.unique(torch.tensor([i for i in ids.tolist() if i not in self._cand], dtype=torch.long))
+        for part in _chunks(missing, self.chunk):
+            y, _ = self._fuse(None, None, self.encoded(part), part.numel())
+            for i, v in zip(part.tolist(), F.normalize(y.float(), dim=-1), strict=True):
+                self._cand[i] = v
+        return torch.stack([self._cand[i] for i in ids.tolist()])
+
+    @torch.no_grad()
+    def queries(self, heads: Tensor, relations: Tensor) -> Tensor:
+        out = []
+        for h, r in zip(_chunks(heads, self.chunk), _chunks(relations, self.chunk), strict=True):
+            y, _ = self._fuse(self.encoded(h), self.rel[r.to(self.device)], None, h.numel())
+            out.append(F.normalize(y.float(), dim=-1))
+        return torch.cat(out) if out else torch.empty(0, self.model.config.fusion_width)
+
+    @torch.no_grad()
+    def relation_scores(self, heads: Tensor, tails: Tensor) -> Tensor:
+        out = []
+        for h, t in zip(_chunks(heads, self.chunk), _chunks(tails, self.chunk), strict=True):
+            _, r = self._fuse(self.encoded(h), None, self.encoded(t), h.numel())
+            out.append(self.model.relation_head(r).float())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def pair_scores(self, images: Tensor, tokens: Tensor, relation: int) -> Tensor:
+        """cos(Y(image, relation, -), Y(-, -, text)) for aligned rows: [n]."""
+        n = images.shape[0]
+        inputs = EntityInputs(images.to(self.device), torch.arange(n), tokens.to(self.device), torch.arange(n, 2 * n))
+        enc = self.model.encode_entities(inputs, torch.cat([torch.zeros(n), torch.ones(n)]).long())
+        img = EncodedEntities(enc.tokens[:n], enc.valid[:n], enc.embedding[:n], torch.empty(0), torch.empty(0))
+        txt = EncodedEntities(enc.tokens[n:], enc.valid[n:], enc.embedding[n:], torch.empty(0), torch.empty(0))
+        q, _ = self._fuse(img, self.rel[torch.full((n,), relation, device=self.device)], None, n)
+        c, _ = self._fuse(None, None, txt, n)
+        return (F.normalize(q.float(), dim=-1) * F.normalize(c.float(), dim=-1)).sum(-1)
+

@@ -1,0 +1,140 @@
+"""Tower-level tasks: zero-shot classification, image-text retrieval, ARO-style binding tests.
+
+Zero-shot and binding read a small JSON of items (image paths relative to the JSON's folder):
+
+- zero_shot.json: ``{"tasks": {NAME: {"classes": [...], "templates": ["a photo of a {}.", ...]}},
+  "items": [{"image": PATH, "labels": {NAME: CLASS}}]}``
+- binding.json: ``{"items": [{"image": PATH, "caption": TRUE, "relation_swap": TEXT,
+  "attribute_swap": TEXT}]}`` (either swap may be missing).
+
+Retrieval uses the store's own image-caption pairs (``image of`` triplets of a split).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from kgclip.errors import KgclipError
+from kgclip.store.reader import KnowledgeStore
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise KgclipError(f"{path}: cannot read evaluation items ({exc})") from None
+
+
+def _images(paths: list[Path], preprocess) -> torch.Tensor:
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(preprocess(im.convert("RGB")))
+        except OSError as exc:
+            raise KgclipError(f"{p}: cannot load evaluation image ({exc})") from None
+    return torch.stack(out)
+
+
+def _batched(fn, x: torch.Tensor, size: int = 256) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + size]) for i in range(0, x.shape[0], size)])
+
+
+def zero_shot(scorer, items_json: str | Path) -> dict[str, float]:
+    """Top-1, top-5 and mean per-class recall for each task, with prompt ensembles."""
+    spec = _load_json(items_json)
+    root = Path(items_json).parent
+    images = _batched(scorer.encode_images, _images([root / it["image"] for it in spec["items"]], scorer.preprocess))
+    out: dict[str, float] = {}
+    for name, task in spec["tasks"].items():
+        classes, templates = task["classes"], task.get("templates", ["a photo of a {}."])
+        weights = []
+        for c in classes:
+            emb = scorer.encode_texts(scorer.tokenizer([t.format(c) for t in templates]))
+            weights.append(F.normalize(emb.mean(0), dim=-1))
+        logits = images @ torch.stack(weights).T
+        labels = [it["labels"].get(name) for it in spec["items"]]
+        keep = torch.tensor([lab in classes for lab in labels])
+        y = torch.tensor([classes.index(lab) if lab in classes else -1 for lab in labels])[keep]
+        lg = logits[keep]
+        top = lg.topk(min(5, len(classes)), dim=-1).indices
+        out[f"zs_{name}_top1"] = float((top[:, 0] == y).float().mean())
+        out[f"zs_{name}_top5"] = float((top == y[:, None]).any(1).float().mean())
+        recalls = [float((top[y == k, 0] == k).float().mean()) for k in range(len(classes)) if (y == k).any()]
+        out[f"zs_{name}_mean_recall"] = float(np.mean(recalls))
+    return out
+
+
+def retrieval(scorer, store: KnowledgeStore, split: str = "test", relation: str = "image of") -> dict[str, float]:
+    """Image-text retrieval both ways over the split's image-caption pairs, named as LAVIS does.
+
+    ``txt_r@k``: an image finds its text if any of its captions is in the top k; ``img_r@k``: a
+    caption finds its image in the top k.
+    """
+    r = store.relations
+    rel_ids = r.loc[(r["text"] == relation) | (r["key"] == relation), "relation_id"].tolist()
+    t = store.triplets
+    pairs = t[(t["split"] == split) & t["relation_id"].isin(rel_ids)]
+    if len(pairs) == 0:
+        return {}
+    img_ids = np.unique(pairs["head_id"].to_numpy())
+    txt_ids = np.unique(pairs["tail_id"].to_numpy())
+    img_pos = {e: i for i, e in enumerate(img_ids.tolist())}
+    txt_img = np.array([img_pos[h] for h in pairs.set_index("tail_id").loc[txt_ids, "head_id"].to_numpy()])
+    ie = _entity_embeddings(scorer, torch.from_numpy(img_ids))
+    te = _entity_embeddings(scorer, torch.from_numpy(txt_ids))
+    sim = ie @ te.T  # [images, texts]
+    out: dict[str, float] = {}
+    for k in (1, 5, 10):
+        top_t = sim.topk(min(k, sim.shape[1]), dim=1).indices.numpy()  # texts per image
+        out[f"txt_r{k}"] = float(np.mean([(txt_img[top_t[i]] == i).any() for i in range(len(img_ids))]))
+        top_i = sim.T.topk(min(k, sim.shape[0]), dim=1).indices.numpy()
+        out[f"img_r{k}"] = float(np.mean([(top_i[j] == txt_img[j]).any() for j in range(len(txt_ids))]))
+    out["txt_r_mean"] = float(np.mean([out[f"txt_r{k}"] for k in (1, 5, 10)]))
+    out["img_r_mean"] = float(np.mean([out[f"img_r{k}"] for k in (1, 5, 10)]))
+    out["r_mean"] = (out["txt_r_mean"] + out["img_r_mean"]) / 2
+    return out
+
+
+def _entity_embeddings(scorer, ids: torch.Tensor) -> torch.Tensor:
+    inputs = scorer.inputs(ids)
+    out = torch.zeros(ids.numel(), scorer.encode_texts(scorer.tokenizer(["x"])).shape[1])
+    if inputs.images.numel():
+        out[inputs.image_pos.cpu()] = _batched(scorer.encode_images, inputs.images).cpu()
+    if inputs.texts.numel():
+        out[inputs.text_pos.cpu()] = _batched(scorer.encode_texts, inputs.texts).cpu()
+    return out
+
+
+def binding(scorer, items_json: str | Path, pair_relation: int | None = None) -> dict[str, float]:
+    """ARO-style accuracy: the true caption must outscore its swapped version (ties count half).
+
+    Scored by the towers (``aro_*``) and, when ``pair_relation`` (the id of "image of") is given,
+    also by the model's triplet rule ``score(image, image of, caption)`` (``aro_*_kg``).
+    """
+    spec = _load_json(items_json)
+    root = Path(items_json).parent
+    items = spec["items"]
+    images = _images([root / it["image"] for it in items], scorer.preprocess)
+    img_emb = _batched(scorer.encode_images, images)
+    out: dict[str, float] = {}
+    for kind in ("relation_swap", "attribute_swap"):
+        sel = [i for i, it in enumerate(items) if it.get(kind)]
+        if not sel:
+            continue
+        true_tok = scorer.tokenizer([items[i]["caption"] for i in sel])
+        swap_tok = scorer.tokenizer([items[i][kind] for i in sel])
+        emb = img_emb[sel]
+        s_true = (emb * _batched(scorer.encode_texts, true_tok)).sum(-1)
+        s_swap = (emb * _batched(scorer.encode_texts, swap_tok)).sum(-1)
+        name = "aro_relation" if kind == "relation_swap" else "aro_attribute"
+        out[name] = float(((s_true > s_swap).float() + 0.5 * (s_true == s_swap).float()).mean())
+        if pair_relation is not None:
+            k_true = scorer.pair_scores(images[sel], true_tok, pair_relation)
+            k_swap = scorer.pair_scores(images[sel], swap_tok, pair_relation)
+            out[f"{name}_kg"] = float(((k_true > k_swap).float() + 0.5 * (k_true == k_swap).float()).mean())
+    return out
