@@ -311,3 +311,49 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0) -> DemoW
     (root / "world.json").write_text(json.dumps({"seed": seed, "held_out": [list(x) for x in HELD_OUT], **counts}, indent=1))
     return DemoWorldFiles(root, vg_files["train"], vg_files["test"], cn, {"nodes": vs / "nodes.v2.json", "tuples": vs / "tuples.v2.json",
                           "glosses": vs / "nodes.glosses.json", "images": vs_img}, coco["train"], coco["test"], images, ev, counts)
+
+
+def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
+    """Read the world back through the real converters into stores under ``root/stores``, then merge.
+
+    Returns the paths of ``store`` (everything) and ``pairs_store`` (captions only). Test scenes
+    and their captions are all in the test split; ConceptNet and VisualSem are split by hash.
+    """
+    from data_prep.common import Conversion
+    from data_prep.conceptnet import convert_conceptnet
+    from data_prep.pairs import convert_coco
+    from data_prep.visual_genome import convert_visual_genome
+    from data_prep.visualsem import convert_visualsem
+    from kgclip.store import SplitConfig, StoreWriter, merge_stores
+
+    stores = files.root / "stores"
+    stores.mkdir(parents=True, exist_ok=True)
+    only = {"train": SplitConfig(ratios=(1, 0, 0)), "test": SplitConfig(ratios=(0, 0, 1))}
+    hashed = SplitConfig(ratios=(0.8, 0.1, 0.1), seed=seed)
+    quiet = lambda msg: None  # noqa: E731 - the demo world has no malformed records to report
+
+    def write(name: str, source: str, split: SplitConfig, roots: dict[str, str], fn) -> Path:
+        with StoreWriter(stores / name, image_roots=roots, split=split, overwrite=True) as w:
+            conv = Conversion(source, w, echo=quiet)
+            fn(w, conv)
+            conv.check()
+            w.note_source(source, read=conv.read, kept=conv.kept)
+        return stores / name
+
+    img_root = str(files.images.resolve())
+    parts = []
+    for split, vg in (("train", files.vg_train), ("test", files.vg_test)):
+        parts.append(write(f"vg_{split}", "visual_genome", only[split], {"visual_genome": img_root},
+                           lambda w, c, vg=vg: convert_visual_genome(image_data=vg["image_data"], relationships=vg["relationships"],
+                                                                     attributes=vg["attributes"], images=files.images, writer=w, conv=c,
+                                                                     with_names=True)))
+    parts.append(write("conceptnet", "conceptnet", hashed, {}, lambda w, c: convert_conceptnet(files.conceptnet, w, c, langs=["en"])))
+    vs = files.visualsem
+    parts.append(write("visualsem", "visualsem", hashed, {"visualsem": str(vs["images"].resolve())},
+                       lambda w, c: convert_visualsem(nodes=vs["nodes"], tuples=vs["tuples"], glosses=vs["glosses"], images=vs["images"],
+                                                      writer=w, conv=c, entity_view="random", seed=seed)))
+    pairs = [write(f"coco_{split}", "coco", only[split], {"coco": img_root},
+                   lambda w, c, p=p: convert_coco(p, files.images, w, c)) for split, p in (("train", files.coco_train), ("test", files.coco_test))]
+    merge_stores([*parts, *pairs], files.root / "store", split=hashed, overwrite=True)
+    merge_stores(pairs, files.root / "pairs_store", split=hashed, overwrite=True)
+    return {"store": files.root / "store", "pairs_store": files.root / "pairs_store"}

@@ -45,7 +45,7 @@ def link_prediction(scorer, store: KnowledgeStore, split: str = "test", max_quer
         if sel.size:
             q = test.iloc[sel]
             cands = scorer.candidates(cand_t)
-            qv = scorer.queries(torch.from_numpy(q["head_id"].to_numpy()), torch.from_numpy(q["relation_id"].to_numpy()))
+            qv = scorer.queries(torch.tensor(q["head_id"].tolist()), torch.tensor(q["relation_id"].tolist()))
             fq, fc = _filter_pairs(q, known, ["head_id", "relation_id"], "tail_id", cand_pos)
             true = torch.from_numpy(cand_pos[q["tail_id"].to_numpy()])
             ranks["tail"][sel] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, chunk=chunk).numpy()

@@ -162,9 +162,20 @@ class KnowledgeCLIP(nn.Module):
         flags = [torch.full((v,), u, dtype=torch.bool, device=dev) for u in use]
         return self.fusion(ent.tokens[head], ent.valid[head], rel[relation], ent.tokens[tail], ent.valid[tail], *flags)
 
-    def forward(self, batch: TripletBatch, relation_tokens: Tensor) -> KnowledgeOutput:
+    def forward(self, batch: TripletBatch, relation_tokens: Tensor, fusion: bool = True) -> KnowledgeOutput:
+        """Encode the batch. With ``fusion=False`` (only tower losses are on: CLIP, KD) the fusion
+        encoder and the heads are skipped and their outputs are empty."""
         with record_function("kgclip.encoders"):
             ent = self.encode_entities(batch.inputs, batch.modality)
+        scales = {"e2e_scale": self.e2e_logit_scale.exp().clamp(max=100), "g2e_scale": self.g2e_logit_scale.exp().clamp(max=100),
+                  "clip_scale": self.clip.logit_scale.exp().clamp(max=100)}
+        if not fusion:
+            w, dev = self.config.fusion_width, ent.tokens.device
+            empty = torch.empty(0, w, device=dev)
+            none = torch.empty(0, dtype=torch.long, device=dev)
+            return KnowledgeOutput(y_hr=empty, y_t=empty, y_t_pos=none, tail_row=none, r_ht=empty,
+                                   relation_logits=torch.empty(0, self.num_relations, device=dev), g2e=empty, g2e_row=none, entities=ent, **scales)
+        with record_function("kgclip.encoders"):
             rel = self.encode_relations(relation_tokens)
         b = len(batch)
         ei = batch.g2e_edge_index
@@ -190,7 +201,5 @@ class KnowledgeCLIP(nn.Module):
         tails_with_in = torch.unique(edge_rows[1][batch.g2e_hop.to(dev) == 1]) if n_e else torch.empty(0, dtype=torch.long, device=dev)
         return KnowledgeOutput(
             y_hr=y_hr, y_t=y_t, y_t_pos=y_t_pos, tail_row=tail_row, r_ht=r_ht,
-            relation_logits=self.relation_head(r_ht), g2e=g[tails_with_in], g2e_row=tails_with_in, entities=ent,
-            e2e_scale=self.e2e_logit_scale.exp().clamp(max=100), g2e_scale=self.g2e_logit_scale.exp().clamp(max=100),
-            clip_scale=self.clip.logit_scale.exp().clamp(max=100),
+            relation_logits=self.relation_head(r_ht), g2e=g[tails_with_in], g2e_row=tails_with_in, entities=ent, **scales,
         )

@@ -205,6 +205,7 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
     if env.distributed:
         model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None, find_unused_parameters=True)
     gather = gather_with_grad if env.distributed else (lambda x: (x, 0))
+    need_fusion = bool(config.loss.e2e or config.loss.e2r or config.loss.g2e)
     bf16 = config.train.precision == "bf16" or (config.train.precision == "auto" and env.device.type == "cuda")
 
     if env.is_main:
@@ -258,7 +259,7 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
                 batch = batch.to(env.device)
                 n_trip += len(batch)
                 with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    out = model(batch, rel_tokens)
+                    out = model(batch, rel_tokens, need_fusion)
                     t_emb = t_scale = None
                     if teacher is not None:
                         t_emb = _teacher_embeddings(teacher, batch.inputs, batch.entities.numel(), out.entities.embedding.shape[1], env.device)
