@@ -20,7 +20,7 @@ def _filter_pairs(queries: pd.DataFrame, known: pd.DataFrame, on: list[str], ans
     m = q.merge(known[[*on, answer]], on=on, how="inner")
     pos = cand_pos[m[answer].to_numpy()]
     ok = pos >= 0
-    return torch.from_numpy(m["qrow"].to_numpy()[ok]), torch.from_numpy(pos[ok])
+    return torch.from_numpy(m["qrow"].to_numpy()[ok].copy()), torch.from_numpy(pos[ok])
 
 
 def link_prediction(scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None, chunk: int = 1024) -> dict:
@@ -56,7 +56,7 @@ def link_prediction(scorer, store: KnowledgeStore, split: str = "test", max_quer
             for r, q in bar(q_all.groupby("relation_id"), desc=f"{scorer.name}: head prediction", unit="relation", leave=False):
                 rows = sel[np.flatnonzero(q_all["relation_id"].to_numpy() == r)]
                 cands = scorer.queries(cand_t, torch.full((cand_ids.size,), int(r), dtype=torch.long))
-                qv = scorer.candidates(torch.from_numpy(q["tail_id"].to_numpy()))
+                qv = scorer.candidates(torch.from_numpy(q["tail_id"].to_numpy().copy()))
                 fq, fc = _filter_pairs(q, known, ["relation_id", "tail_id"], "head_id", cand_pos)
                 true = torch.from_numpy(cand_pos[q["head_id"].to_numpy()])
                 ranks["head"][rows] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, chunk=chunk).numpy()
@@ -80,6 +80,6 @@ def relation_prediction(scorer, store: KnowledgeStore, split: str = "test", max_
         test = test.sample(n=max_queries, random_state=0).reset_index(drop=True)
     if len(test) == 0:
         return {"accuracy": float("nan"), "count": 0}
-    scores = scorer.relation_scores(torch.from_numpy(test["head_id"].to_numpy()), torch.from_numpy(test["tail_id"].to_numpy()))
+    scores = scorer.relation_scores(torch.from_numpy(test["head_id"].to_numpy().copy()), torch.from_numpy(test["tail_id"].to_numpy().copy()))
     pred = scores.argmax(-1).cpu().numpy()
     return {"accuracy": float((pred == test["relation_id"].to_numpy()).mean()), "count": len(test)}

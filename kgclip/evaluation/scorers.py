@@ -37,6 +37,7 @@ class _StoreScorer:
     def __init__(self, store: KnowledgeStore, preprocess, tokenizer, device: torch.device) -> None:
         self.store, self.preprocess, self.tokenizer, self.device = store, preprocess, tokenizer, device
         self.content = EntityContent(store, preprocess, tokenizer, cache_size=0)
+        self._emb: dict[int, Tensor] = {}
         self.relation_text = store.relations["text"].tolist()
         self.relation_tokens = tokenizer(self.relation_text).to(device)
 
@@ -51,6 +52,27 @@ class _StoreScorer:
     def modality(self, ids: Tensor) -> Tensor:
         return torch.as_tensor(self.content.modality[ids.numpy()], device=self.device)
 
+    @property
+    def dim(self) -> int:
+        return int(self.encode_texts(self.tokenizer(["x"])).shape[1])
+
+    @torch.no_grad()
+    def embed(self, ids: Tensor) -> Tensor:
+        """Normalised CLIP-space embeddings of store entities from the towers (cached)."""
+        missing = torch.tensor([i for i in ids.tolist() if i not in self._emb], dtype=torch.long)
+        dim = self.dim
+        for part in _chunks(torch.unique(missing), self.chunk):
+            inp = self.inputs(part)
+            out = torch.zeros(part.numel(), dim, device=self.device)
+            if inp.images.numel():
+                out[inp.image_pos] = self.encode_images(inp.images)
+            if inp.texts.numel():
+                out[inp.text_pos] = self.encode_texts(inp.texts)
+            for i, v in zip(part.tolist(), out, strict=True):
+                self._emb[i] = v
+        return torch.stack([self._emb[i] for i in ids.tolist()]) if ids.numel() else torch.empty(0, dim)
+
+
 
 class ClipScorer(_StoreScorer):
     """A plain CLIP model scored with its own embeddings."""
@@ -59,7 +81,6 @@ class ClipScorer(_StoreScorer):
         super().__init__(store, bundle.preprocess_val, bundle.tokenizer, torch.device(device))
         self.clip = bundle.model.to(self.device).eval()
         self.name = name
-        self._emb: dict[int, Tensor] = {}
         with torch.no_grad():
             self.rel_emb = F.normalize(self.clip.encode_text(self.relation_tokens).float(), dim=-1)
 
@@ -70,21 +91,6 @@ class ClipScorer(_StoreScorer):
     @torch.no_grad()
     def encode_texts(self, tokens: Tensor) -> Tensor:
         return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
-
-    @torch.no_grad()
-    def embed(self, ids: Tensor) -> Tensor:
-        """Normalised CLIP embeddings of store entities (cached)."""
-        missing = torch.tensor([i for i in ids.tolist() if i not in self._emb], dtype=torch.long)
-        for part in _chunks(torch.unique(missing), self.chunk):
-            inp = self.inputs(part)
-            out = torch.zeros(part.numel(), self.rel_emb.shape[1], device=self.device)
-            if inp.images.numel():
-                out[inp.image_pos] = self.encode_images(inp.images)
-            if inp.texts.numel():
-                out[inp.text_pos] = self.encode_texts(inp.texts)
-            for i, v in zip(part.tolist(), out, strict=True):
-                self._emb[i] = v
-        return torch.stack([self._emb[i] for i in ids.tolist()]) if ids.numel() else torch.empty(0, self.rel_emb.shape[1])
 
     def candidates(self, ids: Tensor) -> Tensor:
         return self.embed(ids)

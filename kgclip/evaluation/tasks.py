@@ -41,7 +41,7 @@ def _images(paths: list[Path], preprocess) -> torch.Tensor:
 
 
 def _batched(fn, x: torch.Tensor, size: int = 256) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + size]) for i in range(0, x.shape[0], size)])
+    return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
 
 
 def zero_shot(scorer, items_json: str | Path) -> dict[str, float]:
@@ -85,8 +85,8 @@ def retrieval(scorer, store: KnowledgeStore, split: str = "test", relation: str 
     txt_ids = np.unique(pairs["tail_id"].to_numpy())
     img_pos = {e: i for i, e in enumerate(img_ids.tolist())}
     txt_img = np.array([img_pos[h] for h in pairs.set_index("tail_id").loc[txt_ids, "head_id"].to_numpy()])
-    ie = _entity_embeddings(scorer, torch.from_numpy(img_ids))
-    te = _entity_embeddings(scorer, torch.from_numpy(txt_ids))
+    ie = scorer.embed(torch.from_numpy(img_ids)).cpu()
+    te = scorer.embed(torch.from_numpy(txt_ids)).cpu()
     sim = ie @ te.T  # [images, texts]
     out: dict[str, float] = {}
     for k in (1, 5, 10):
@@ -97,16 +97,6 @@ def retrieval(scorer, store: KnowledgeStore, split: str = "test", relation: str 
     out["txt_r_mean"] = float(np.mean([out[f"txt_r{k}"] for k in (1, 5, 10)]))
     out["img_r_mean"] = float(np.mean([out[f"img_r{k}"] for k in (1, 5, 10)]))
     out["r_mean"] = (out["txt_r_mean"] + out["img_r_mean"]) / 2
-    return out
-
-
-def _entity_embeddings(scorer, ids: torch.Tensor) -> torch.Tensor:
-    inputs = scorer.inputs(ids)
-    out = torch.zeros(ids.numel(), scorer.encode_texts(scorer.tokenizer(["x"])).shape[1])
-    if inputs.images.numel():
-        out[inputs.image_pos.cpu()] = _batched(scorer.encode_images, inputs.images).cpu()
-    if inputs.texts.numel():
-        out[inputs.text_pos.cpu()] = _batched(scorer.encode_texts, inputs.texts).cpu()
     return out
 
 

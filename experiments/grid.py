@@ -1,0 +1,92 @@
+"""`kgclip run GRID.yaml`: train each variant of a grid, evaluate it, collect one CSV and one table."""
+
+import argparse
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kgclip.config import apply_overrides, from_dict, load_yaml
+from kgclip.errors import ConfigError
+from kgclip.evaluation import evaluate, flat_metrics
+from kgclip.store import KnowledgeStore
+from kgclip.training import RunConfig, train_loop
+
+
+@dataclass
+class EvalSpec:
+    store: str = ""
+    assets: str | None = None
+    max_queries: int | None = None
+
+
+@dataclass
+class GridConfig:
+    name: str = "grid"
+    base: str = ""
+    overrides: list[str] = field(default_factory=list)
+    variants: dict = field(default_factory=dict)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+
+
+def _base_mapping(base: str, grid_path: Path) -> dict:
+    path, _, section = base.partition("#")
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = grid_path.parent / p
+    data = load_yaml(p)
+    if section:
+        if section not in data or not isinstance(data[section], dict):
+            raise ConfigError(f"{p}: no section {section!r}")
+        data = data[section]
+    return data
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train and evaluate every variant of a grid (e.g. the ablation)")
+    p.add_argument("grid", help="grid YAML (see experiments/configs/ablation.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value applied to every variant (after the grid's own)")
+    p.add_argument("--only", nargs="+", default=None, help="run only these variants")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.evaluate import scorer_for
+
+    grid_path = Path(args.grid)
+    grid = from_dict(GridConfig, load_yaml(grid_path))
+    if not grid.variants:
+        raise ConfigError(f"{grid_path}: no variants")
+    unknown = set(args.only or []) - set(grid.variants)
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {sorted(unknown)}; the grid has {', '.join(grid.variants)}")
+    base = _base_mapping(grid.base, grid_path)
+    rows: dict[str, dict[str, float]] = {}
+    out_dir = None
+    for name, extra in grid.variants.items():
+        if args.only and name not in args.only:
+            continue
+        data = apply_overrides(base, [*grid.overrides, *(extra or []), *args.overrides, f"name={grid.name}_{name}"])
+        config = from_dict(RunConfig, data)
+        out_dir = Path(config.run_dir)
+        print(f"[grid] {name}: training {config.train.steps} steps")
+        train_loop(config, quiet=args.quiet)
+        if grid.eval.store:
+            store = KnowledgeStore(grid.eval.store)
+            scorer = scorer_for(str(out_dir / config.name), store, name=name)
+            rows[name] = flat_metrics(evaluate(scorer, store, assets=grid.eval.assets, max_queries=grid.eval.max_queries))
+    if rows and out_dir is not None:
+        columns: list[str] = []
+        for r in rows.values():
+            columns += [k for k in r if k not in columns]
+        with open(out_dir / f"{grid.name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["variant", *columns])
+            for name, r in rows.items():
+                w.writerow([name, *(r.get(c, "") for c in columns)])
+        fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
+        lines = ["| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        lines += [f"| {name} | " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for name, r in rows.items()]
+        (out_dir / f"{grid.name}.md").write_text("\n".join(lines) + "\n")
+        print(f"[grid] results: {out_dir / grid.name}.csv and .md")
+    return 0

@@ -1,0 +1,42 @@
+import json
+import re
+
+import pytest
+
+from experiments.cli import main
+
+
+@pytest.mark.slow
+def test_shrunken_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["--quiet", "demo", f"out={out}", "scenes=40", "pretrain_steps=6", "steps=4", "eval_max_queries=60",
+                 "run.data.batch_size=16", "run.train.log_every=2"])
+    assert code == 0
+    report = (out / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| model |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    for col in ("link_mrr", "link_hits@1", "link_hits@3", "link_hits@10", "relation_acc", "zs_shape_top1", "zs_shape_top5",
+                "zs_shape_mean_recall", "zs_colour_top1", "txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r10", "r_mean",
+                "aro_relation", "aro_attribute", "aro_relation_kg"):
+        assert col in columns, col
+    rows = [line for line in report.splitlines() if re.match(r"\| \(\d\)", line)]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")][1:]
+        assert len(cells) == len(columns) and all(c != "n/a" for c in cells), row
+    assert (out / "loss_parts.png").stat().st_size > 1000 and (out / "metrics.png").stat().st_size > 1000
+    assert "## Does the world's claim hold?" in report
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"(1) CLIP (pairs)", "(2) CLIP continued (pairs)", "(3) Knowledge-CLIP"}
+    # the evaluation CLI on the Knowledge-CLIP run gives the same link MRR as the report
+    assert main(["eval", str(out / "runs" / "knowledge_clip"), "--store", str(out / "world" / "store"), "--tasks", "link",
+                 "--max-queries", "60", "--out", str(tmp_path / "m.json")]) == 0
+    again = json.loads((tmp_path / "m.json").read_text())["metrics"]["link_mrr"]
+    assert again == pytest.approx(metrics["(3) Knowledge-CLIP"]["link_mrr"])
+    # export: the towers load back in open_clip
+    assert main(["export", str(out / "runs" / "knowledge_clip"), "--out", str(tmp_path / "towers.pt")]) == 0
+    import open_clip
+
+    import kgclip.model  # noqa: F401  (registers kgclip-tiny)
+
+    open_clip.create_model_and_transforms("kgclip-tiny", pretrained=str(tmp_path / "towers.pt"))
