@@ -29,8 +29,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 demo: install
-	$(VENV)/bin/kgclip prepare triples experiments/data/tiny_triples.tsv --out runs/demo/tiny_store --overwrite
-	$(VENV)/bin/kgclip info runs/demo/tiny_store
+	$(VENV)/bin/kgclip demo
 
 bench: install
 	for b in benchmarks/*_bench.py; do $(PY) $$b || exit 1; done

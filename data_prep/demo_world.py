@@ -104,7 +104,7 @@ def _combo(rng: np.random.Generator, allow_held_out: bool) -> tuple[str, str]:
 def make_scenes(n: int, seed: int, test_fraction: float = 0.2) -> list[Scene]:
     rng = np.random.default_rng(seed)
     scenes, next_obj = [], 1
-    n_test = max(1, int(round(n * test_fraction)))
+    n_test = max(1, round(n * test_fraction))
     for i in range(n):
         split = "test" if i >= n - n_test else "train"
         w, h = int(rng.integers(64, 97)), int(rng.integers(64, 97))

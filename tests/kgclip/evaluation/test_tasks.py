@@ -92,7 +92,7 @@ class TowerScorer:
     """Images are encoded by their mean colour; texts by the word in a fixed vocabulary."""
 
     name = "towers"
-    VOCAB = ["red", "blue", "left", "circle"]
+    VOCAB = ("red", "blue", "left", "circle")
 
     def preprocess(self, im):
         mean = torch.from_numpy(__import__("numpy").asarray(im, dtype="float32")).mean((0, 1))
