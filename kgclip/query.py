@@ -1,0 +1,128 @@
+"""Asking a trained model: top-k tails for (head, relation, ?) and top-k relations for (head, ?, tail).
+
+Heads and tails may be an entity of the store (by key or text), a new image file, or a new text.
+Candidate vectors Y(-,-,t) are computed once per checkpoint and kept on disk beside it.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from kgclip.errors import KgclipError
+from kgclip.evaluation.scorers import KnowledgeClipScorer
+from kgclip.inspect import UnknownEntityError, resolve_entity
+from kgclip.model.knowledge_clip import EncodedEntities
+from kgclip.sampling.content import EntityInputs
+from kgclip.store.reader import KnowledgeStore
+from kgclip.training.checkpoint import resolve_checkpoint
+from kgclip.training.restore import load_trained
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+
+class QueryEngine:
+    """Queries against one checkpoint and one store.
+
+    Args:
+        checkpoint: checkpoint file or run folder.
+        store: the store (default: the one the checkpoint was trained on).
+        cache: keep candidate vectors in ``<checkpoint>.candidates.pt`` (reused while the
+            checkpoint and the store are unchanged).
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, store: str | os.PathLike | KnowledgeStore | None = None, cache: bool = True) -> None:
+        self.path = resolve_checkpoint(checkpoint)
+        model, config, ckpt = load_trained(self.path)
+        if store is None:
+            store = ckpt.get("store_path") or config.data.store
+        self.store = store if isinstance(store, KnowledgeStore) else KnowledgeStore(store)
+        if list(ckpt.get("relation_keys") or []) != self.store.relation_keys.tolist():
+            raise KgclipError(f"{self.path}: the checkpoint's relations do not match the store {self.store.path} "
+                              f"({len(ckpt.get('relation_keys') or [])} vs {self.store.num_relations}); use the store it was trained on")
+        self.scorer = KnowledgeClipScorer(model, self.store, name=config.name)
+        self.model = model
+        self.cache_path = self.path.with_name(self.path.name + ".candidates.pt") if cache else None
+        self._candidates: torch.Tensor | None = None
+
+    # -- candidates, once per checkpoint -------------------------------------------------------
+    def _cache_key(self) -> str:
+        st = self.path.stat()
+        return hashlib.sha256(f"{st.st_size}-{st.st_mtime_ns}-{self.store.fingerprint()}".encode()).hexdigest()[:16]
+
+    def candidates(self) -> torch.Tensor:
+        """Y(-,-,t) of every entity of the store, [N, W] normalised."""
+        if self._candidates is not None:
+            return self._candidates
+        key = self._cache_key()
+        if self.cache_path is not None and self.cache_path.is_file():
+            saved = torch.load(self.cache_path, weights_only=True)
+            if saved.get("key") == key:
+                self._candidates = saved["vectors"]
+                return self._candidates
+        self._candidates = self.scorer.candidates(torch.arange(self.store.num_entities))
+        if self.cache_path is not None:
+            tmp = self.cache_path.with_name(self.cache_path.name + ".tmp")
+            torch.save({"key": key, "vectors": self._candidates}, tmp)
+            os.replace(tmp, self.cache_path)
+        return self._candidates
+
+    # -- encoding heads and tails ---------------------------------------------------------------
+    def encode(self, thing: str) -> EncodedEntities:
+        """A store entity (key or text), an image file, or a new text, as fusion tokens."""
+        p = Path(thing)
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            with Image.open(p) as im:
+                img = self.scorer.preprocess(im.convert("RGB"))[None]
+            inputs = EntityInputs(img, torch.tensor([0]), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
+            return self.model.encode_entities(inputs.to(self.scorer.device), torch.tensor([0]))
+        try:
+            return self.scorer.encoded(torch.tensor([resolve_entity(self.store, thing)]))
+        except UnknownEntityError:
+            tokens = self.tokenizer([thing])
+            inputs = EntityInputs(torch.empty(0), torch.empty(0, dtype=torch.long), tokens, torch.tensor([0]))
+            return self.model.encode_entities(inputs.to(self.scorer.device), torch.tensor([1]))
+
+    @property
+    def tokenizer(self):
+        return self.scorer.tokenizer
+
+    def relation_id(self, relation: str) -> int:
+        r = self.store.relations
+        for col in ("key", "text"):
+            hit = r.index[r[col] == relation]
+            if len(hit):
+                return int(r["relation_id"].iloc[hit[0]])
+        raise KgclipError(f"unknown relation {relation!r}; relations: {', '.join(r['text'].tolist()[:20])}")
+
+    # -- the two questions ----------------------------------------------------------------------
+    @torch.no_grad()
+    def tails(self, head: str, relation: str, top: int = 10, modality: str | None = None) -> pd.DataFrame:
+        """Top-k tails for (head, relation, ?) by cos(Y(h,r,-), Y(-,-,t)), optionally of one modality."""
+        if modality not in (None, "image", "text"):
+            raise KgclipError(f"modality must be image or text, got {modality!r}")
+        enc = self.encode(head)
+        rid = self.relation_id(relation)
+        y, _ = self.scorer._fuse(enc, self.scorer.rel[torch.tensor([rid])], None, 1)
+        scores = (F.normalize(y.float(), dim=-1) @ self.candidates().T)[0]
+        e = self.store.entities
+        if modality is not None:
+            scores = torch.where(torch.from_numpy((e["modality"] == modality).to_numpy().copy()), scores, torch.tensor(float("-inf")))
+        k = min(top, int(torch.isfinite(scores).sum()))
+        val, idx = scores.topk(k)
+        rows = e.iloc[idx.numpy()]
+        return pd.DataFrame({"rank": range(1, k + 1), "score": val.numpy(), "entity_id": idx.numpy(), "key": rows["key"].to_numpy(),
+                             "modality": rows["modality"].to_numpy(), "text": rows["text"].to_numpy()})
+
+    @torch.no_grad()
+    def relations(self, head: str, tail: str, top: int = 5) -> pd.DataFrame:
+        """Top-k relations for (head, ?, tail) by the E2R head on R(h,-,t) (softmax probabilities)."""
+        _, r = self.scorer._fuse(self.encode(head), None, self.encode(tail), 1)
+        probs = self.model.relation_head(r).float().softmax(-1)[0]
+        val, idx = probs.topk(min(top, probs.numel()))
+        rel = self.store.relations.iloc[idx.numpy()]
+        return pd.DataFrame({"rank": range(1, len(idx) + 1), "probability": val.numpy(), "relation": rel["text"].to_numpy(), "key": rel["key"].to_numpy()})
