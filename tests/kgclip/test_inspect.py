@@ -38,7 +38,7 @@ def test_neighbourhood_content_matches_the_store(store):
 
 def test_drawing_has_the_expected_nodes(store, tmp_path):
     nb = neighbourhood(store, "t:dog", hops=2)
-    fig, n = draw_neighbourhood(store, nb, png=str(tmp_path / "n.png"))
+    _, n = draw_neighbourhood(store, nb, png=str(tmp_path / "n.png"))
     assert n == nb.graph.number_of_nodes() == 5
     assert (tmp_path / "n.png").stat().st_size > 1000
     _, n_cut = draw_neighbourhood(store, nb, max_nodes=2)

@@ -18,7 +18,7 @@ def trained(tmp_path_factory):
 
 
 def test_tails_ranked_and_restricted_to_modality(trained):
-    ckpt, store, _ = trained
+    ckpt, _, _ = trained
     engine = QueryEngine(ckpt)
     df = engine.tails("t3", "relation 1", top=5, modality="image")
     assert len(df) == 5 and (df["modality"] == "image").all()
@@ -35,7 +35,7 @@ def test_tails_ranked_and_restricted_to_modality(trained):
 
 
 def test_new_image_and_new_text(trained):
-    ckpt, store, tmp = trained
+    ckpt, _, tmp = trained
     engine = QueryEngine(ckpt)
     Image.new("RGB", (30, 30), (0, 0, 255)).save(tmp / "new.png")
     assert len(engine.tails(str(tmp / "new.png"), "r0", top=3)) == 3

@@ -1,0 +1,84 @@
+"""Training benchmark on CPU: the demo config's triplets per second, the share of step time spent
+waiting on data (goal under 10%), and 1 vs 2 processes with gloo (same global batch).
+
+The baseline for the process comparison is the single process, measured in the same run.
+On a GPU (when one is present) it also reports bf16 triplets/s of the ViT-B/32 recipe (model
+FLOPs utilisation is not computed yet).
+
+    python benchmarks/train_bench.py [--steps 40] [--scenes 300]
+"""
+
+import argparse
+import csv
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _util import row  # noqa: E402
+
+from data_prep.demo_world import convert_demo_world, write_demo_world  # noqa: E402
+from experiments.demo import DEFAULT_CONFIG, DemoConfig  # noqa: E402
+from kgclip.config import from_dict, load_yaml, to_dict  # noqa: E402
+from kgclip.training import RunConfig, train_loop  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank(rank: int, world: int, port: int, data: dict) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train_loop(from_dict(RunConfig, data), quiet=True)
+    torch.distributed.destroy_process_group()
+
+
+def _throughput(run_dir: Path, skip: int) -> float:
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))[skip:]
+    return sum(float(r["triplets_per_s"]) for r in rows) / max(len(rows), 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--scenes", type=int, default=300)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    files = write_demo_world(tmp / "world", scenes=a.scenes)
+    stores = convert_demo_world(files)
+    demo = from_dict(DemoConfig, load_yaml(DEFAULT_CONFIG))
+    base = replace(demo.run, run_dir=str(tmp / "runs"), data=replace(demo.run.data, store=str(stores["store"])),
+                   train=replace(demo.run.train, steps=a.steps, log_every=5, checkpoint_every=10**9))
+    print(f"train_bench: demo config (Knowledge-CLIP, batch {base.data.batch_size}, fan-out {base.data.fanouts}), "
+          f"{a.steps} steps on the demo world ({a.scenes} scenes), CPU, {torch.get_num_threads()} threads")
+    t0 = time.perf_counter()
+    res = train_loop(replace(base, name="one"), quiet=True)
+    wall = time.perf_counter() - t0
+    row("1 process: triplets/s (after warm-up)", f"{_throughput(tmp / 'runs' / 'one', 1):,.1f}",
+        f"{res.steps / wall:.2f} steps/s including start-up")
+    row("1 process: share of step time waiting on data", f"{100 * res.data_wait_share:.1f}%", "goal < 10%")
+
+    half = replace(base, name="two", data=replace(base.data, batch_size=base.data.batch_size // 2))
+    torch.multiprocessing.spawn(_rank, args=(2, _free_port(), to_dict(half)), nprocs=2, join=True)
+    one, two = _throughput(tmp / "runs" / "one", 1), _throughput(tmp / "runs" / "two", 1)
+    row("2 processes (gloo, 1 thread each, same global batch)", f"{two:,.1f} triplets/s", f"ratio {two / one:.2f}x vs 1 process (baseline)")
+
+    if torch.cuda.is_available():
+        gpu = replace(base, name="gpu", model=replace(base.model, clip_model="ViT-B-32", fusion_width=1024, fusion_layers=4, fusion_heads=16),
+                      data=replace(base.data, batch_size=128), train=replace(base.train, precision="bf16", device="cuda"))
+        res = train_loop(gpu, quiet=True)
+        row("GPU, ViT-B/32 recipe, bf16: triplets/s", f"{res.triplets_per_second:,.1f}")
+
+
+if __name__ == "__main__":
+    main()
