@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import measure, row  # noqa: E402
+from _util import measure, row
 
-from kgclip.evaluation.ranking import filtered_ranks  # noqa: E402
+from kgclip.evaluation.ranking import filtered_ranks
 
 
 def data(q: int, c: int, d: int):

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import row  # noqa: E402
+from _util import row
 
-from data_prep.demo_world import convert_demo_world, write_demo_world  # noqa: E402
-from experiments.demo import DEFAULT_CONFIG, DemoConfig  # noqa: E402
-from kgclip.config import from_dict, load_yaml, to_dict  # noqa: E402
-from kgclip.training import RunConfig, train_loop  # noqa: E402
+from data_prep.demo_world import convert_demo_world, write_demo_world
+from experiments.demo import DEFAULT_CONFIG, DemoConfig
+from kgclip.config import from_dict, load_yaml, to_dict
+from kgclip.training import RunConfig, train_loop
 
 
 def _free_port() -> int:

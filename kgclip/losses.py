@@ -48,6 +48,11 @@ class LossConfig:
     pair_relations: tuple[str, ...] = ("image of", "caption of")
 
 
+def _zero(out: KnowledgeOutput) -> Tensor:
+    """A zero that keeps the graph connected (a part with nothing to compare this step)."""
+    return out.entities.embedding.sum() * 0.0
+
+
 def info_nce(query: Tensor, keys: Tensor, logit_scale: Tensor, positives: Tensor) -> Tensor:
     """InfoNCE of each query against all keys by cosine similarity times ``logit_scale``.
 
@@ -77,7 +82,7 @@ def e2r_loss(out: KnowledgeOutput, batch: TripletBatch) -> Tensor:
 def g2e_loss(out: KnowledgeOutput, batch: TripletBatch, scale: Tensor, gather: Gather = _local) -> Tensor:
     """Y(-,-,t_i) against G^L(t_j) over the (global) batch's tails that have sampled in-edges."""
     if out.g2e.shape[0] == 0:
-        return out.y_t.sum() * 0.0
+        return _zero(out)
     keys, offset = gather(out.g2e)
     query = out.y_t[out.g2e_row]
     n = query.shape[0]
@@ -105,7 +110,7 @@ def clip_pair_loss(out: KnowledgeOutput, batch: TripletBatch, pair_relation_ids:
     """CLIP's symmetric image-text loss over the batch's "image of" / "caption of" pairs."""
     img, txt = _pairs(batch, pair_relation_ids)
     if img.numel() < 2:
-        return out.y_t.sum() * 0.0
+        return _zero(out)
     emb = out.entities.embedding
     logits = clip_logits(out.clip_scale, emb[img], emb[txt])
     # (image k, caption l) is a true pair when l's image is k's image or l's caption is k's caption.
@@ -130,7 +135,7 @@ def kd_loss(teacher_scale: Tensor, teacher_emb: Tensor, out: KnowledgeOutput, mo
         t = F.log_softmax(F.normalize(teacher_emb, dim=-1) / temperature, dim=-1)
         return F.kl_div(s, t, log_target=True, reduction="batchmean")
     if ip.numel() == 0 or tp.numel() == 0:
-        return emb.sum() * 0.0
+        return _zero(out)
     student = clip_logits(out.clip_scale, emb[ip], emb[tp])
     with torch.no_grad():
         teacher = clip_logits(teacher_scale, teacher_emb[ip], teacher_emb[tp])
@@ -154,6 +159,10 @@ class KnowledgeClipLoss:
                  gather: Gather = _local) -> tuple[Tensor, dict[str, Tensor]]:
         """Total and parts. KD runs when its weight is set and the teacher's scale and embeddings are given."""
         c = self.config
+        if not any((c.e2e, c.e2r, c.g2e, c.kd, c.clip)):
+            from kgclip.errors import ConfigError
+
+            raise ConfigError("every loss part has weight 0: nothing to train")
         parts: dict[str, Tensor] = {}
         if c.e2e:
             parts["e2e"] = e2e_loss(out, batch, out.e2e_scale, gather)

@@ -1,7 +1,8 @@
+import pytest
 import torch
 from torch_geometric.loader import LinkLoader, NodeLoader
 
-from kgclip.sampling import HeteroNeighborSampler
+from kgclip.sampling import HeteroNeighborSampler, make_sampler, pyg_lib_available
 
 
 def test_node_sampling_subgraph_is_valid(graph):
@@ -56,3 +57,21 @@ def test_same_seed_same_subgraph(graph):
     b = HeteroNeighborSampler(data, [3, 3], seed=3).sample_from_nodes(inp)
     for nt in a.node:
         assert torch.equal(a.node[nt], b.node[nt])
+
+
+@pytest.mark.skipif(not pyg_lib_available(), reason="pyg-lib is not installed (it is not on the package index)")
+def test_same_distribution_as_pyg_lib(graph):
+    """Where pyg-lib is installed, make_sampler uses it; both samplers give each in-edge the same chance."""
+    from torch_geometric.sampler import NodeSamplerInput
+
+    data = graph.to_hetero_data()
+    seeds = torch.arange(5).repeat(400)
+    ours = HeteroNeighborSampler(data, [2]).sample_from_nodes(NodeSamplerInput(None, seeds, input_type="text"))
+    theirs = make_sampler(data, [2]).sample_from_nodes(NodeSamplerInput(None, seeds, input_type="text"))
+    for et in data.edge_types:
+        if et[2] != "text":
+            continue
+        a = torch.bincount(ours.edge[et], minlength=data[et].edge_index.shape[1]).double()
+        b = torch.bincount(theirs.edge[et], minlength=data[et].edge_index.shape[1]).double()
+        if a.sum() > 0:
+            assert ((a / a.sum() - b / b.sum()).abs().max()) < 0.05
