@@ -52,6 +52,7 @@ class Conversion:
         self.kept = 0
         self.bad = Counter()
         self.filtered = Counter()
+        self.notes = Counter()
         self.reported = 0
 
     def done(self) -> bool:
@@ -70,7 +71,7 @@ class Conversion:
 
     def note(self, reason: str, n: int = 1) -> None:
         """Count something kept but changed (texts cut, self-loops): recorded, not a skip."""
-        self.filtered[reason] += 0  # keep key order stable in summaries
+        self.notes[reason] += n
         self.writer.count_skip(self.source, reason, n)
 
     def check(self, final: bool = True) -> None:
@@ -94,6 +95,8 @@ class Conversion:
         skipped = self.bad + self.filtered
         if skipped:
             parts.append("skipped " + ", ".join(f"{r} {n}" for r, n in skipped.most_common()))
+        if self.notes:
+            parts.append("kept but noted " + ", ".join(f"{r} {n}" for r, n in self.notes.most_common()))
         return "; ".join(parts)
 
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kgclip.config import apply_overrides, from_dict, load_yaml
+from kgclip.config import apply_overrides, from_dict, load_yaml, load_yaml_section
 from kgclip.errors import ConfigError
 from kgclip.evaluation import evaluate, flat_metrics
 from kgclip.store import KnowledgeStore
@@ -29,19 +29,6 @@ class GridConfig:
     eval: EvalSpec = field(default_factory=EvalSpec)
 
 
-def _base_mapping(base: str, grid_path: Path) -> dict:
-    path, _, section = base.partition("#")
-    p = Path(path)
-    if not p.is_absolute() and not p.exists():
-        p = grid_path.parent / p
-    data = load_yaml(p)
-    if section:
-        if section not in data or not isinstance(data[section], dict):
-            raise ConfigError(f"{p}: no section {section!r}")
-        data = data[section]
-    return data
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train and evaluate every variant of a grid (e.g. the ablation)")
     p.add_argument("grid", help="grid YAML (see experiments/configs/ablation.yaml)")
@@ -60,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(args.only or []) - set(grid.variants)
     if unknown:
         raise ConfigError(f"unknown variant(s) {sorted(unknown)}; the grid has {', '.join(grid.variants)}")
-    base = _base_mapping(grid.base, grid_path)
+    base = load_yaml_section(grid.base, relative_to=grid_path)
     rows: dict[str, dict[str, float]] = {}
     out_dir = None
     for name, extra in grid.variants.items():

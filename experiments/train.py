@@ -2,17 +2,17 @@
 
 import argparse
 
-from kgclip.config import apply_overrides, from_dict, load_yaml
+from kgclip.config import apply_overrides, from_dict, load_yaml_section
 from kgclip.training import RunConfig, train_loop
 
 
 def load_run_config(path: str, overrides: list[str]) -> RunConfig:
-    return from_dict(RunConfig, apply_overrides(load_yaml(path), overrides))
+    return from_dict(RunConfig, apply_overrides(load_yaml_section(path), overrides))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train Knowledge-CLIP from a YAML config")
-    p.add_argument("config", help="YAML config (see experiments/configs/)")
+    p.add_argument("config", help="YAML config (see experiments/configs/), or FILE.yaml#section for a section of it")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 data.batch_size=32")
     p.add_argument("--force", action="store_true", help="resume even if the store changed since the checkpoint")
     p.set_defaults(func=run)

@@ -135,3 +135,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return data
+
+
+def load_yaml_section(spec: str | Path, relative_to: Path | None = None) -> dict[str, Any]:
+    """``FILE.yaml`` or ``FILE.yaml#section`` (a mapping inside the file, e.g. a demo config's ``run``).
+
+    A relative FILE that does not exist is looked up beside ``relative_to`` (another config).
+    """
+    path, _, section = str(spec).partition("#")
+    p = Path(path)
+    if relative_to is not None and not p.is_absolute() and not p.exists():
+        p = relative_to.parent / p
+    data = load_yaml(p)
+    if section:
+        if not isinstance(data.get(section), dict):
+            raise ConfigError(f"{p}: no section {section!r}")
+        data = data[section]
+    return data

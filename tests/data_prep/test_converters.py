@@ -257,3 +257,13 @@ def test_gzip_plain_text_reader(tmp_path):
     with gzip.open(f, "wt") as g:
         g.write("a\tr\tb\n")
     assert main(["prepare", "triples", str(f), "--out", str(tmp_path / "s")]) == 0
+
+
+def test_long_texts_cut_and_counted(tmp_path, capsys):
+    f = tmp_path / "t.txt"
+    f.write_text("x" * 500 + "\tr\ty\n")
+    assert main(["prepare", "triples", str(f), "--out", str(tmp_path / "s")]) == 0
+    s = open_valid(tmp_path / "s")
+    assert len(s.entities.loc[0, "text"]) == 300
+    assert s.manifest["sources"]["triples"]["skipped"]["text cut"] == 1
+    assert "kept but noted text cut 1" in capsys.readouterr().out

@@ -175,3 +175,22 @@ def test_two_gloo_processes_match_one_process_with_double_batch(tmp_path, store)
     for ra, rb in zip(a, b, strict=True):
         for k in ("loss", "e2e", "e2r"):
             assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-4, abs=1e-5), (ra["step"], k)
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, store):
+    _, data = _config(tmp_path, store, **{"train.steps": 400, "train.checkpoint_every": 1000, "name": "int"})
+    (tmp_path / "int.yaml").write_text(yaml.safe_dump(data))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "--quiet", "train", str(tmp_path / "int.yaml")],
+                            env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "int" / "metrics.csv"
+    t0 = time.time()
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) > 3):
+        assert proc.poll() is None and time.time() - t0 < 120
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    ckpts = list((tmp_path / "runs" / "int" / "checkpoints").glob("step-*.pt"))
+    assert len(ckpts) == 1 and 3 <= load_checkpoint(ckpts[0])["step"] < 400
