@@ -10,6 +10,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import ijson
 
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -151,3 +154,17 @@ def iter_lines(path: Path, conv: Conversion) -> Iterator[tuple[int, str]]:
                 conv.skip("not UTF-8", f"{path}:{lineno}")
                 continue
             yield lineno, line.rstrip("\r\n")
+
+
+def iter_json(path: Path, prefix: str = "item", *, pairs: bool = False) -> Iterator[Any]:
+    """Stream a large JSON file with ijson: the items under ``prefix`` (``"item"``: a top-level
+    list's elements), or with ``pairs`` the (key, value) pairs of the object at ``prefix``.
+    Invalid JSON is one error naming the file and how far it got."""
+    n = 0
+    with open_binary(path) as f:
+        try:
+            it = ijson.kvitems(f, prefix, use_float=True) if pairs else ijson.items(f, prefix, use_float=True)
+            for n, item in enumerate(it, start=1):  # noqa: B007
+                yield item
+        except ijson.JSONError as exc:
+            raise SourceError(f"{path}: invalid JSON after item {n} ({exc})") from None

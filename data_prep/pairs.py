@@ -5,9 +5,7 @@ Each pair gives two triplets: (image, "image of", caption) and (caption, "captio
 
 from pathlib import Path
 
-import ijson
-
-from data_prep.common import Conversion, clean_text, iter_lines, open_binary, require_file
+from data_prep.common import Conversion, clean_text, iter_json, iter_lines, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -24,20 +22,12 @@ def _add_pair(writer: StoreWriter, conv: Conversion, source: str, image_key: str
     conv.kept += 1
 
 
-def _items(path: Path, prefix: str):
-    with open_binary(path) as f:
-        try:
-            yield from ijson.items(f, prefix)
-        except ijson.JSONError as exc:
-            raise SourceError(f"{path}: invalid JSON ({exc})") from None
-
-
 def convert_coco(captions: str | Path, images: str | Path, writer: StoreWriter, conv: Conversion, *, check_images: bool = True, source: str = "coco") -> None:
     """COCO captions: ``images`` (``id``, ``file_name``) and ``annotations`` (``image_id``, ``caption``)."""
     captions = require_file(captions, "COCO captions file")
     root = Path(images)
     files: dict[int, str | None] = {}
-    for img in _items(captions, "images.item"):
+    for img in iter_json(captions, "images.item"):
         try:
             name = str(img["file_name"])
             files[int(img["id"])] = name if not check_images or (root / name).is_file() else None
@@ -46,7 +36,7 @@ def convert_coco(captions: str | Path, images: str | Path, writer: StoreWriter, 
     if not files:
         raise SourceError(f"{captions}: no 'images' list (not a COCO captions file?)")
     rels = (writer.add_relation(*IMAGE_OF), writer.add_relation(*CAPTION_OF))
-    for k, ann in enumerate(progress.bar(_items(captions, "annotations.item"), desc="coco captions", unit=" captions")):
+    for k, ann in enumerate(progress.bar(iter_json(captions, "annotations.item"), desc="coco captions", unit=" captions")):
         if conv.done():
             break
         conv.read += 1

@@ -9,13 +9,10 @@ triplets; ``attributes.json`` adds (region, "has attribute", attribute).
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ijson
-
-from data_prep.common import Conversion, clean_text, open_binary, require_file
+from data_prep.common import Conversion, clean_text, iter_json, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -30,17 +27,6 @@ def normalise_predicate(p: str) -> str:
     return " ".join(p.lower().split())
 
 
-def iter_json_items(path: Path, prefix: str = "item") -> Iterator[Any]:
-    """Stream the items of a JSON list; invalid JSON is one error naming the file and the item."""
-    n = 0
-    with open_binary(path) as f:
-        try:
-            for n, item in enumerate(ijson.items(f, prefix, use_float=True), start=1):  # noqa: B007
-                yield item
-        except ijson.JSONError as exc:
-            raise SourceError(f"{path}: invalid JSON after item {n} ({exc})") from None
-
-
 class ImageIndex:
     """image_id -> (relative path, width, height), from image_data.json.
 
@@ -51,7 +37,7 @@ class ImageIndex:
     def __init__(self, image_data: Path, root: Path, check: bool) -> None:
         self.root, self.check = root, check
         self.info: dict[int, tuple[str | None, int, int]] = {}
-        for item in iter_json_items(image_data):
+        for item in iter_json(image_data):
             iid = item.get("image_id", item.get("id"))
             if iid is None or "width" not in item or "height" not in item:
                 raise SourceError(f"{image_data}: an image record lacks image_id/id, width or height: {str(item)[:120]}")
@@ -155,14 +141,14 @@ def convert_visual_genome(
     keep: set[str] | None = None
     if min_predicate_count > 1:
         counts: Counter[str] = Counter()
-        for item in progress.bar(iter_json_items(relationships), desc="visual genome: counting predicates", unit=" images"):
+        for item in progress.bar(iter_json(relationships), desc="visual genome: counting predicates", unit=" images"):
             for rel in item.get("relationships") or []:
                 if isinstance(rel, dict) and isinstance(rel.get("predicate"), str):
                     counts[normalise_predicate(rel["predicate"])] += 1
         keep = {p for p, n in counts.items() if n >= min_predicate_count}
 
     rel_ids: dict[str, int] = {}
-    for item in progress.bar(iter_json_items(relationships), desc="visual genome", unit=" images"):
+    for item in progress.bar(iter_json(relationships), desc="visual genome", unit=" images"):
         if conv.done():
             break
         iid = item.get("image_id", item.get("id")) if isinstance(item, dict) else None
@@ -198,14 +184,14 @@ def convert_visual_genome(
             conv.kept += 1
 
     if objects is not None:
-        for item in progress.bar(iter_json_items(require_file(objects, "objects.json")), desc="visual genome objects", unit=" images"):
+        for item in progress.bar(iter_json(require_file(objects, "objects.json")), desc="visual genome objects", unit=" images"):
             iid = int(item.get("image_id", item.get("id", -1)))
             if iid in index.info:
                 for k, obj in enumerate(item.get("objects") or []):
                     regions.entity(iid, obj, f"{objects}: image {iid}, object {k}")
     if attributes is not None:
         has_attr = writer.add_relation(*HAS_ATTRIBUTE)
-        for item in progress.bar(iter_json_items(require_file(attributes, "attributes.json")), desc="visual genome attributes", unit=" images"):
+        for item in progress.bar(iter_json(require_file(attributes, "attributes.json")), desc="visual genome attributes", unit=" images"):
             iid = int(item.get("image_id", item.get("id", -1)))
             if iid not in index.info:
                 continue

@@ -13,32 +13,15 @@ combination of views of the two ends).
 
 from pathlib import Path
 
-import ijson
 import numpy as np
 
-from data_prep.common import Conversion, clean_text, open_binary, require_file
+from data_prep.common import Conversion, clean_text, iter_json, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
 
 SOURCE = "visualsem"
 VIEWS = ("random", "image", "gloss", "both")
-
-
-def _kvitems(path: Path):
-    with open_binary(path) as f:
-        try:
-            yield from ijson.kvitems(f, "", use_float=True)
-        except ijson.JSONError as exc:
-            raise SourceError(f"{path}: invalid JSON ({exc})") from None
-
-
-def _items(path: Path):
-    with open_binary(path) as f:
-        try:
-            yield from ijson.items(f, "item", use_float=True)
-        except ijson.JSONError as exc:
-            raise SourceError(f"{path}: invalid JSON ({exc})") from None
 
 
 def image_path(h: str) -> str:
@@ -68,7 +51,7 @@ def convert_visualsem(
 
     node_images: dict[str, list[str]] = {}
     missing = 0
-    for bn, info in progress.bar(_kvitems(nodes), desc="visualsem nodes", unit=" nodes"):
+    for bn, info in progress.bar(iter_json(nodes, "", pairs=True), desc="visualsem nodes", unit=" nodes"):
         ims = [h for h in (info.get("ims") or []) if isinstance(h, str) and h] if isinstance(info, dict) else []
         if check_images:
             present = [h for h in ims if (root / image_path(h)).is_file()]
@@ -79,7 +62,7 @@ def convert_visualsem(
         conv.note("image file missing", missing)
 
     node_glosses: dict[str, list[str]] = {}
-    for k, item in enumerate(_items(glosses)):
+    for k, item in enumerate(iter_json(glosses)):
         if k == 0:
             if not isinstance(item, dict) or "available_languages" not in item:
                 raise SourceError(f"{glosses}: first item must be {{\"available_languages\": [...]}}")
@@ -108,7 +91,7 @@ def convert_visualsem(
             out.append(writer.add_entity(f"{SOURCE}:{bn}/gloss/{lang}/{i}", "text", text=gl[i], source=SOURCE))
         return out
 
-    for tail, heads in progress.bar(_kvitems(tuples), desc="visualsem tuples", unit=" tails"):
+    for tail, heads in progress.bar(iter_json(tuples, "", pairs=True), desc="visualsem tuples", unit=" tails"):
         if conv.done():
             break
         if not isinstance(heads, list):

@@ -32,6 +32,7 @@ def _chunks(ids: Tensor, size: int) -> Iterator[Tensor]:
 
 class _StoreScorer:
     name: str
+    clip: torch.nn.Module
     chunk = 256
 
     def __init__(self, store: KnowledgeStore, preprocess, tokenizer, device: torch.device) -> None:
@@ -51,6 +52,15 @@ class _StoreScorer:
 
     def modality(self, ids: Tensor) -> Tensor:
         return torch.as_tensor(self.content.modality[ids.numpy()], device=self.device)
+
+    @torch.no_grad()
+    def encode_images(self, images: Tensor) -> Tensor:
+        """Normalised CLIP image embeddings from the towers (``self.clip``)."""
+        return F.normalize(self.clip.encode_image(images.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, tokens: Tensor) -> Tensor:
+        return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
 
     @property
     def dim(self) -> int:
@@ -84,14 +94,6 @@ class ClipScorer(_StoreScorer):
         with torch.no_grad():
             self.rel_emb = F.normalize(self.clip.encode_text(self.relation_tokens).float(), dim=-1)
 
-    @torch.no_grad()
-    def encode_images(self, images: Tensor) -> Tensor:
-        return F.normalize(self.clip.encode_image(images.to(self.device)).float(), dim=-1)
-
-    @torch.no_grad()
-    def encode_texts(self, tokens: Tensor) -> Tensor:
-        return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
-
     def candidates(self, ids: Tensor) -> Tensor:
         return self.embed(ids)
 
@@ -122,14 +124,6 @@ class KnowledgeClipScorer(_StoreScorer):
         self._cand: dict[int, Tensor] = {}
         with torch.no_grad():
             self.rel = model.encode_relations(self.relation_tokens)
-
-    @torch.no_grad()
-    def encode_images(self, images: Tensor) -> Tensor:
-        return F.normalize(self.clip.encode_image(images.to(self.device)).float(), dim=-1)
-
-    @torch.no_grad()
-    def encode_texts(self, tokens: Tensor) -> Tensor:
-        return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
 
     @torch.no_grad()
     def encoded(self, ids: Tensor) -> EncodedEntities:
