@@ -21,6 +21,13 @@ from kgclip.typing import EDGE_TYPES, MODALITIES, EdgeType, NodeType
 MODALITY_CODE = {m: i for i, m in enumerate(MODALITIES)}
 
 
+def _writable(col: pa.ChunkedArray) -> np.ndarray:
+    """An int64 numpy array torch may share: pyarrow's zero-copy views are read-only, so those are
+    copied once; several chunks are concatenated into a fresh array anyway."""
+    arr = col.to_numpy()
+    return arr if arr.flags.writeable else arr.copy()
+
+
 @dataclass
 class KnowledgeGraph:
     """Triplets of one or more splits with the entity and relation tables they refer to.
@@ -54,9 +61,9 @@ class KnowledgeGraph:
             local[sel] = np.arange(int(sel.sum()))
         return cls(
             store=store,
-            head=t["head_id"].to_numpy().astype(np.int64, copy=True),  # writable copies (torch shares them)
-            relation=t["relation_id"].to_numpy().astype(np.int64, copy=True),
-            tail=t["tail_id"].to_numpy().astype(np.int64, copy=True),
+            head=_writable(t["head_id"]),
+            relation=_writable(t["relation_id"]),
+            tail=_writable(t["tail_id"]),
             modality=modality,
             local=local,
         )
@@ -90,17 +97,22 @@ class KnowledgeGraph:
             data[m].num_nodes = len(gid)
             data[m].global_id = torch.from_numpy(gid)
         code = self.modality[self.head] * np.int8(2) + self.modality[self.tail]
+        order = np.argsort(code, kind="stable")  # int8 keys: numpy sorts them by radix, in one pass
+        bounds = np.searchsorted(code[order], np.arange(len(EDGE_TYPES) + 1))
+        buf = np.empty(2 * len(order), dtype=np.int64)  # type i's (2, m) edge_index lives at buf[2 lo : 2 hi]
+        relation = self.relation[order]
         for i, et in enumerate(EDGE_TYPES):
-            sel = np.flatnonzero(code == i)
-            src = torch.from_numpy(self.local[self.head[sel]])
-            dst = torch.from_numpy(self.local[self.tail[sel]])
-            rel = torch.from_numpy(self.relation[sel])
-            data[et].edge_index = torch.stack([src, dst])
-            data[et].relation = rel
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            sel = order[lo:hi]
+            ei = buf[2 * lo : 2 * hi].reshape(2, hi - lo)
+            np.take(self.local, self.head[sel], out=ei[0])
+            np.take(self.local, self.tail[sel], out=ei[1])
+            data[et].edge_index = torch.from_numpy(ei)
+            data[et].relation = torch.from_numpy(relation[lo:hi])
             if add_reverse:
                 rev = (et[2], "rev_rel", et[0])
-                data[rev].edge_index = torch.stack([dst, src])
-                data[rev].relation = rel
+                data[rev].edge_index = data[et].edge_index.flip(0)
+                data[rev].relation = data[et].relation
         return data
 
     def k_hop(self, entities: list[int] | np.ndarray, hops: int = 1, max_triplets: int | None = None) -> np.ndarray:

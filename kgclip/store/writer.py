@@ -38,6 +38,7 @@ from kgclip.typing import MODALITIES, SPLITS
 
 Bbox = Sequence[float] | None
 _ROW_BLOCK = 65_536
+_ENTITY_BUFFER_ROWS = 100_000
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -63,7 +64,7 @@ class StoreWriter:
         path: the store folder to create.
         image_roots: source name -> folder that image paths of that source are relative to.
         split: how triplets without an explicit split are divided.
-        shard_rows: rows per parquet shard.
+        shard_rows: rows per triplet shard (entity shards hold at most 100,000 rows).
         settings: free-form creation settings recorded in the manifest.
         overwrite: replace an existing store at ``path`` (only once the new one is complete).
     """
@@ -84,6 +85,8 @@ class StoreWriter:
         self.image_roots = {k: str(v) for k, v in (image_roots or {}).items()}
         self.split = split or SplitConfig()
         self.shard_rows = int(shard_rows)
+        # Entity rows wait in Python lists (about 1 KB each with a box): flush them sooner.
+        self._entity_rows = min(self.shard_rows, _ENTITY_BUFFER_ROWS)
         self.settings = dict(settings or {})
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,7 @@ class StoreWriter:
         buf["image_height"].append(None if image_size is None else int(image_size[1]))
         buf["source"].append(source)
         self._source_counts[source]["entities"] += 1
-        if len(buf["entity_id"]) >= self.shard_rows:
+        if len(buf["entity_id"]) >= self._entity_rows:
             self._flush_entities()
         return eid
 
@@ -170,7 +173,7 @@ class StoreWriter:
             buf[col].extend([None] * n)
         buf["source"].extend([source] * n)
         self._source_counts[source]["entities"] += n
-        if len(buf["entity_id"]) >= self.shard_rows:
+        if len(buf["entity_id"]) >= self._entity_rows:
             self._flush_entities()
         return ids
 
