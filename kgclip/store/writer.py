@@ -38,7 +38,7 @@ from kgclip.typing import MODALITIES, SPLITS
 
 Bbox = Sequence[float] | None
 _ROW_BLOCK = 65_536
-_ENTITY_BUFFER_ROWS = 100_000
+_ENTITY_BUFFER_ROWS = 16_384
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -64,7 +64,7 @@ class StoreWriter:
         path: the store folder to create.
         image_roots: source name -> folder that image paths of that source are relative to.
         split: how triplets without an explicit split are divided.
-        shard_rows: rows per triplet shard (entity shards hold at most 100,000 rows).
+        shard_rows: rows per parquet shard.
         settings: free-form creation settings recorded in the manifest.
         overwrite: replace an existing store at ``path`` (only once the new one is complete).
     """
@@ -85,7 +85,8 @@ class StoreWriter:
         self.image_roots = {k: str(v) for k, v in (image_roots or {}).items()}
         self.split = split or SplitConfig()
         self.shard_rows = int(shard_rows)
-        # Entity rows wait in Python lists (about 1 KB each with a box): flush them sooner.
+        # Entity rows wait in Python lists (about 1 KB each with a box): they go out as row groups
+        # of the open shard every few thousand rows.
         self._entity_rows = min(self.shard_rows, _ENTITY_BUFFER_ROWS)
         self.settings = dict(settings or {})
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -96,6 +97,8 @@ class StoreWriter:
         self._entity_ids: dict[str, int] = {}
         self._entity_buf: dict[str, list] = {f.name: [] for f in ENTITY_SCHEMA}
         self._entity_shards = 0
+        self._entity_file: pq.ParquetWriter | None = None
+        self._entity_shard_fill = 0
         self._relation_ids: dict[str, int] = {}
         self._relation_text: list[str] = []
         self._relation_keys: list[str] = []
@@ -177,13 +180,20 @@ class StoreWriter:
             self._flush_entities()
         return ids
 
-    def _flush_entities(self) -> None:
-        if not self._entity_buf["entity_id"]:
-            return
-        table = pa.Table.from_pydict(self._entity_buf, schema=ENTITY_SCHEMA)
-        pq.write_table(table, self._tmp / ENTITIES_DIR / f"part-{self._entity_shards:05d}.parquet")
-        self._entity_shards += 1
-        self._entity_buf = {f.name: [] for f in ENTITY_SCHEMA}
+    def _flush_entities(self, end_shard: bool = False) -> None:
+        """Write buffered entity rows as a row group of the open shard; a shard closes at ``shard_rows``."""
+        if self._entity_buf["entity_id"]:
+            table = pa.Table.from_pydict(self._entity_buf, schema=ENTITY_SCHEMA)
+            self._entity_buf = {f.name: [] for f in ENTITY_SCHEMA}
+            if self._entity_file is None:
+                path = self._tmp / ENTITIES_DIR / f"part-{self._entity_shards:05d}.parquet"
+                self._entity_file = pq.ParquetWriter(path, ENTITY_SCHEMA)
+                self._entity_shards += 1
+            self._entity_file.write_table(table)
+            self._entity_shard_fill += table.num_rows
+        if self._entity_file is not None and (end_shard or self._entity_shard_fill >= self.shard_rows):
+            self._entity_file.close()
+            self._entity_file, self._entity_shard_fill = None, 0
 
     # -- relations --------------------------------------------------------------------------
     def add_relation(self, key: str, text: str) -> int:
@@ -285,7 +295,7 @@ class StoreWriter:
         """Finish the triplets, write relations and the manifest, and move the store into place."""
         if self._closed:
             raise StoreError(f"{self.path}: writer already closed")
-        self._flush_entities()
+        self._flush_entities(end_shard=True)
         self._flush_rows()
         self._flush_triplets()
         if self._entity_shards == 0:
@@ -357,6 +367,9 @@ class StoreWriter:
 
     def abort(self) -> None:
         """Remove everything written so far; the target path is left untouched."""
+        if self._entity_file is not None:
+            self._entity_file.close()
+            self._entity_file = None
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._closed = True
 
