@@ -21,12 +21,17 @@ from torch import Tensor
 
 from kgclip.model.clip import ClipBundle
 from kgclip.model.knowledge_clip import EncodedEntities, KnowledgeCLIP
+from kgclip.progress import bar
 from kgclip.sampling.content import EntityContent, EntityInputs
 from kgclip.store.reader import KnowledgeStore
 
 
-def _chunks(ids: Tensor, size: int) -> Iterator[Tensor]:
-    for s in range(0, ids.numel(), size):
+def _chunks(ids: Tensor, size: int, desc: str | None = None) -> Iterator[Tensor]:
+    """Consecutive slices of ``ids``; with ``desc``, a progress bar over them (many entities)."""
+    starts = range(0, ids.numel(), size)
+    if desc is not None and len(starts) > 4:
+        starts = bar(starts, desc=desc, unit="chunk", leave=False)
+    for s in starts:
         yield ids[s : s + size]
 
 
@@ -71,7 +76,7 @@ class _StoreScorer:
         """Normalised CLIP-space embeddings of store entities from the towers (cached)."""
         missing = torch.tensor([i for i in ids.tolist() if i not in self._emb], dtype=torch.long)
         dim = self.dim
-        for part in _chunks(torch.unique(missing), self.chunk):
+        for part in _chunks(torch.unique(missing), self.chunk, f"{self.name}: tower embeddings"):
             inp = self.inputs(part)
             out = torch.zeros(part.numel(), dim, device=self.device)
             if inp.images.numel():
@@ -129,7 +134,7 @@ class KnowledgeClipScorer(_StoreScorer):
     def encoded(self, ids: Tensor) -> EncodedEntities:
         """Tokens of store entities at fusion width (cached per entity)."""
         missing = torch.unique(torch.tensor([i for i in ids.tolist() if i not in self._enc], dtype=torch.long))
-        for part in _chunks(missing, self.chunk):
+        for part in _chunks(missing, self.chunk, f"{self.name}: entity tokens"):
             enc = self.model.encode_entities(self.inputs(part), self.modality(part))
             for k, i in enumerate(part.tolist()):
                 self._enc[i] = (enc.tokens[k], enc.valid[k], enc.embedding[k])
@@ -152,7 +157,7 @@ class KnowledgeClipScorer(_StoreScorer):
     def candidates(self, ids: Tensor) -> Tensor:
         """Y(-,-,t), computed once per entity."""
         missing = torch.unique(torch.tensor([i for i in ids.tolist() if i not in self._cand], dtype=torch.long))
-        for part in _chunks(missing, self.chunk):
+        for part in _chunks(missing, self.chunk, f"{self.name}: candidates Y(-,-,t)"):
             y, _ = self._fuse(None, None, self.encoded(part), part.numel())
             for i, v in zip(part.tolist(), F.normalize(y.float(), dim=-1), strict=True):
                 self._cand[i] = v
