@@ -16,7 +16,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from kgclip.store.reader import KnowledgeStore
-from kgclip.typing import EDGE_TYPES, MODALITIES, EdgeType, NodeType
+from kgclip.typing import EDGE_TYPES, MODALITIES, NodeType
 
 MODALITY_CODE = {m: i for i, m in enumerate(MODALITIES)}
 
@@ -80,10 +80,6 @@ class KnowledgeGraph:
     def global_ids(self) -> dict[NodeType, np.ndarray]:
         """node type -> global ids in local order (local -> global map)."""
         return {m: np.flatnonzero(self.modality == c) for m, c in MODALITY_CODE.items()}
-
-    def edge_type_mask(self, edge_type: EdgeType) -> np.ndarray:
-        src, _, dst = edge_type
-        return (self.modality[self.head] == MODALITY_CODE[src]) & (self.modality[self.tail] == MODALITY_CODE[dst])
 
     def to_hetero_data(self, add_reverse: bool = False) -> HeteroData:
         """A PyG ``HeteroData``: node types ``image`` and ``text`` (with ``global_id``), edge types

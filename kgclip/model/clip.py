@@ -114,11 +114,6 @@ def encode_text_tokens(model: CLIP, text: Tensor, max_tokens: int) -> tuple[Tens
     return x[:, :n], valid, emb
 
 
-def encode_text_embedding(model: CLIP, text: Tensor) -> Tensor:
-    """The pooled, projected CLIP text embedding (not normalised)."""
-    return model.encode_text(text)
-
-
 def clip_logits(scale: Tensor, image_emb: Tensor, text_emb: Tensor) -> Tensor:
     """CLIP's image-text logits: scale * cos (scale = logit_scale.exp())."""
     return scale * F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T

@@ -61,11 +61,6 @@ class TripletBatch:
     def __len__(self) -> int:
         return int(self.triplet.numel())
 
-    @property
-    def tail_entities(self) -> Tensor:
-        """Positions (in ``entities``) of the distinct tails of the batch."""
-        return torch.unique(self.tail_index)
-
     def drop_entities(self, bad: Tensor) -> "TripletBatch":
         """A batch without the triplets and G2E edges that touch entity positions flagged in ``bad``."""
         keep = ~(bad[self.head_index] | bad[self.tail_index])

@@ -90,11 +90,6 @@ class KnowledgeStore:
     def triplets(self) -> pd.DataFrame:
         return self.triplet_table().to_pandas()
 
-    def triplets_of(self, split: str | None = None) -> pd.DataFrame:
-        """Triplets of one split (all when ``split`` is None)."""
-        t = self.triplets
-        return t if split is None else t[t["split"] == split].reset_index(drop=True)
-
     @cached_property
     def entity_index(self) -> dict[str, int]:
         """key -> entity id."""
