@@ -125,7 +125,6 @@ def train_loop(config: RunConfig, *, force: bool = False, quiet: bool = False) -
     Writes ``<run_dir>/<name>/``: config.yaml (resolved), metrics.csv, train.log, checkpoints/.
     """
     env = init_distributed(config.train.device)
-    run_dir = _prepare_run_dir(config, env)
     if config.data.uneven not in ("pad", "drop"):
         raise ConfigError(f"data.uneven must be 'pad' or 'drop', got {config.data.uneven!r}")
     if config.train.precision not in ("auto", "fp32", "bf16"):
@@ -134,6 +133,8 @@ def train_loop(config: RunConfig, *, force: bool = False, quiet: bool = False) -
         raise ConfigError(f"train.teacher must be 'start' or 'none', got {config.train.teacher!r}")
     if not config.data.store:
         raise ConfigError("data.store is not set")
+    KnowledgeStore(config.data.store)  # a missing or broken store fails before a run folder is made
+    run_dir = _prepare_run_dir(config, env)
 
     handlers: list[logging.Handler] = []
     logger = logging.getLogger("kgclip")

@@ -194,3 +194,12 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, store):
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     ckpts = list((tmp_path / "runs" / "int" / "checkpoints").glob("step-*.pt"))
     assert len(ckpts) == 1 and 3 <= load_checkpoint(ckpts[0])["step"] < 400
+
+
+def test_missing_store_fails_before_a_run_folder_is_made(tmp_path, store):
+    from kgclip.errors import StoreError
+
+    cfg, _ = _config(tmp_path, tmp_path / "no-store")
+    with pytest.raises(StoreError, match="no such store folder"):
+        train_loop(cfg, quiet=True)
+    assert not (tmp_path / "runs").exists()
