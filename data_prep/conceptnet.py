@@ -178,18 +178,20 @@ def _convert_block(table, writer, conv, lang_set, rel_set, min_weight, rel_ids) 
         return
     dataset = pc.struct_field(pc.extract_regex(table["info"], _DATASET), "d")
 
-    node_ids = {}
-    for col, term in (("start", "s_term"), ("end", "e_term")):
-        grouped = pa.table({"u": table[col], "t": table[term]}).group_by("u", use_threads=False).aggregate([("t", "first")])
-        texts = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.replace_substring(grouped["t_first"], "_", " "), "NFC"))
-        long = pc.greater(pc.utf8_length(texts), MAX_TEXT_CHARS)
-        n_long = pc.sum(long).as_py() or 0
-        if n_long:
-            conv.note("text cut", n_long)
-            texts = pc.utf8_slice_codeunits(texts, 0, MAX_TEXT_CHARS)
-        keys = pc.binary_join_element_wise(f"{SOURCE}:", grouped["u"], "").to_pylist()
-        ids = writer.add_entities(keys, "text", source=SOURCE, texts=texts.to_pylist())
-        node_ids[col] = ids[pc.index_in(table[col], value_set=grouped["u"]).to_numpy()]
+    # Each distinct node of the block once: its text comes from its own URI (no group-by needed).
+    uniq = pc.unique(pa.chunked_array(table["start"].chunks + table["end"].chunks))
+    terms = pc.struct_field(pc.extract_regex(uniq, _NODE), "term")
+    texts = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.replace_substring(terms, "_", " "), "NFC"))
+    long = pc.greater(pc.utf8_length(texts), MAX_TEXT_CHARS).to_numpy(zero_copy_only=False)
+    if long.any():
+        texts = pc.utf8_slice_codeunits(texts, 0, MAX_TEXT_CHARS)
+    before = writer.num_entities
+    keys = pc.binary_join_element_wise(f"{SOURCE}:", uniq, "").to_pylist()
+    ids = writer.add_entities(keys, "text", source=SOURCE, texts=texts.to_pylist())
+    n_long = int((long & (ids >= before)).sum())  # count each cut text once, when its entity is new
+    if n_long:
+        conv.note("text cut", n_long)
+    node_ids = {col: ids[pc.index_in(table[col], value_set=uniq).to_numpy()] for col in ("start", "end")}
     rel_col = table["relation"]
     rgroups = pc.unique(rel_col).to_pylist()
     for r in rgroups:

@@ -111,6 +111,11 @@ class StoreWriter:
         self._closed = False
 
     # -- entities ---------------------------------------------------------------------------
+    @property
+    def num_entities(self) -> int:
+        """Entities added so far (the next new entity gets this id)."""
+        return len(self._entity_ids)
+
     def entity_id(self, key: str) -> int | None:
         """The id of an entity already added, or None."""
         return self._entity_ids.get(key)
