@@ -113,6 +113,8 @@ class _Regions:
             if name:
                 nid = self.w.add_entity(f"{SOURCE}:name/{name.lower()}", "text", text=name.lower(), source=SOURCE)
                 self.w.add_triplet(eid, self.is_a, nid, source=SOURCE)
+            else:
+                self.conv.note("object without a name: no name triplet")
         return eid
 
 

@@ -107,7 +107,7 @@ class QueryEngine:
             raise KgclipError(f"modality must be image or text, got {modality!r}")
         enc = self.encode(head)
         rid = self.relation_id(relation)
-        y, _ = self.scorer._fuse(enc, self.scorer.rel[torch.tensor([rid])], None, 1)
+        y, _ = self.model.fuse(enc, self.scorer.rel[torch.tensor([rid])], None)
         scores = (F.normalize(y.float(), dim=-1) @ self.candidates().T)[0]
         e = self.store.entities
         if modality is not None:
@@ -121,7 +121,7 @@ class QueryEngine:
     @torch.no_grad()
     def relations(self, head: str, tail: str, top: int = 5) -> pd.DataFrame:
         """Top-k relations for (head, ?, tail) by the E2R head on R(h,-,t) (softmax probabilities)."""
-        _, r = self.scorer._fuse(self.encode(head), None, self.encode(tail), 1)
+        _, r = self.model.fuse(self.encode(head), None, self.encode(tail))
         probs = self.model.relation_head(r).float().softmax(-1)[0]
         val, idx = probs.topk(min(top, probs.numel()))
         rel = self.store.relations.iloc[idx.numpy()]

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kgclip.model.clip import ClipBundle
+from kgclip.model.clip import ClipBundle, embed_dim
 from kgclip.model.knowledge_clip import EncodedEntities, KnowledgeCLIP
 from kgclip.progress import bar
 from kgclip.sampling.content import EntityContent, EntityInputs
@@ -35,6 +35,28 @@ def _chunks(ids: Tensor, size: int, desc: str | None = None) -> Iterator[Tensor]
         yield ids[s : s + size]
 
 
+class _RowCache:
+    """One vector per store entity, computed on first use in chunks and kept in a dense tensor."""
+
+    def __init__(self, n: int, compute, desc: str, chunk: int) -> None:
+        self.n, self.compute, self.desc, self.chunk = n, compute, desc, chunk
+        self.rows: Tensor | None = None
+        self.have = torch.zeros(n, dtype=torch.bool)
+
+    def __call__(self, ids: Tensor) -> Tensor:
+        ids = ids.long().cpu()
+        missing = torch.unique(ids[~self.have[ids]])
+        for part in _chunks(missing, self.chunk, self.desc):
+            v = self.compute(part)
+            if self.rows is None:
+                self.rows = torch.zeros(self.n, v.shape[1], dtype=v.dtype, device=v.device)
+            self.rows[part.to(v.device)] = v
+            self.have[part] = True
+        if self.rows is None:  # nothing asked yet
+            return torch.empty(0, 0)
+        return self.rows[ids.to(self.rows.device)]
+
+
 class _StoreScorer:
     name: str
     clip: torch.nn.Module
@@ -43,14 +65,14 @@ class _StoreScorer:
     def __init__(self, store: KnowledgeStore, preprocess, tokenizer, device: torch.device) -> None:
         self.store, self.preprocess, self.tokenizer, self.device = store, preprocess, tokenizer, device
         self.content = EntityContent(store, preprocess, tokenizer, cache_size=0)
-        self._emb: dict[int, Tensor] = {}
+        self.embed = _RowCache(store.num_entities, self._tower_embeddings, "tower embeddings", self.chunk)
         self.relation_text = store.relations["text"].tolist()
         self.relation_tokens = tokenizer(self.relation_text).to(device)
 
     def inputs(self, ids: Tensor) -> EntityInputs:
         inputs, bad = self.content.load(ids)
         if bad.any():  # an unreadable image: a black image stands in so that every entity gets a score
-            fill = torch.zeros(int(bad.sum()), *(inputs.images.shape[1:] if inputs.images.numel() else (3, 224, 224)))
+            fill = torch.zeros(int(bad.sum()), 3, *self.clip.visual.image_size)
             inputs = EntityInputs(torch.cat([inputs.images, fill]) if inputs.images.numel() else fill,
                                   torch.cat([inputs.image_pos, bad.nonzero().flatten()]), inputs.texts, inputs.text_pos)
         return inputs.to(self.device)
@@ -67,26 +89,16 @@ class _StoreScorer:
     def encode_texts(self, tokens: Tensor) -> Tensor:
         return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
 
-    @property
-    def dim(self) -> int:
-        return int(self.encode_texts(self.tokenizer(["x"])).shape[1])
-
     @torch.no_grad()
-    def embed(self, ids: Tensor) -> Tensor:
-        """Normalised CLIP-space embeddings of store entities from the towers (cached)."""
-        missing = torch.tensor([i for i in ids.tolist() if i not in self._emb], dtype=torch.long)
-        dim = self.dim
-        for part in _chunks(torch.unique(missing), self.chunk, f"{self.name}: tower embeddings"):
-            inp = self.inputs(part)
-            out = torch.zeros(part.numel(), dim, device=self.device)
-            if inp.images.numel():
-                out[inp.image_pos] = self.encode_images(inp.images)
-            if inp.texts.numel():
-                out[inp.text_pos] = self.encode_texts(inp.texts)
-            for i, v in zip(part.tolist(), out, strict=True):
-                self._emb[i] = v
-        return torch.stack([self._emb[i] for i in ids.tolist()]) if ids.numel() else torch.empty(0, dim)
-
+    def _tower_embeddings(self, part: Tensor) -> Tensor:
+        """Normalised CLIP-space embeddings of store entities from the towers (via ``self.embed``, cached)."""
+        inp = self.inputs(part)
+        out = torch.zeros(part.numel(), embed_dim(self.clip), device=self.device)
+        if inp.images.numel():
+            out[inp.image_pos] = self.encode_images(inp.images)
+        if inp.texts.numel():
+            out[inp.text_pos] = self.encode_texts(inp.texts)
+        return out
 
 
 class ClipScorer(_StoreScorer):
@@ -126,7 +138,7 @@ class KnowledgeClipScorer(_StoreScorer):
         self.clip = model.clip
         self.name = name
         self._enc: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-        self._cand: dict[int, Tensor] = {}
+        self.candidates = _RowCache(store.num_entities, self._candidates, "candidates Y(-,-,t)", self.chunk)
         with torch.no_grad():
             self.rel = model.encode_relations(self.relation_tokens)
 
@@ -142,32 +154,17 @@ class KnowledgeClipScorer(_StoreScorer):
         tok, val, emb = (torch.stack(x) for x in zip(*rows, strict=True))
         return EncodedEntities(tok, val, emb, torch.empty(0), torch.empty(0))
 
-    def _fuse(self, ent_h: EncodedEntities | None, rel: Tensor | None, ent_t: EncodedEntities | None, n: int) -> tuple[Tensor, Tensor]:
-        L, W = self.model.entity_tokens, self.model.config.fusion_width
-        z_tok = torch.zeros(n, L, W, device=self.device)
-        z_val = torch.zeros(n, L, dtype=torch.bool, device=self.device)
-        flags = [torch.full((n,), x is not None, dtype=torch.bool, device=self.device) for x in (ent_h, rel, ent_t)]
-        return self.model.fusion(
-            ent_h.tokens if ent_h is not None else z_tok, ent_h.valid if ent_h is not None else z_val,
-            rel if rel is not None else torch.zeros(n, W, device=self.device),
-            ent_t.tokens if ent_t is not None else z_tok, ent_t.valid if ent_t is not None else z_val, *flags,
-        )
-
     @torch.no_grad()
-    def candidates(self, ids: Tensor) -> Tensor:
-        """Y(-,-,t), computed once per entity."""
-        missing = torch.unique(torch.tensor([i for i in ids.tolist() if i not in self._cand], dtype=torch.long))
-        for part in _chunks(missing, self.chunk, f"{self.name}: candidates Y(-,-,t)"):
-            y, _ = self._fuse(None, None, self.encoded(part), part.numel())
-            for i, v in zip(part.tolist(), F.normalize(y.float(), dim=-1), strict=True):
-                self._cand[i] = v
-        return torch.stack([self._cand[i] for i in ids.tolist()])
+    def _candidates(self, part: Tensor) -> Tensor:
+        """Y(-,-,t), normalised (via ``self.candidates``: computed once per entity)."""
+        y, _ = self.model.fuse(None, None, self.encoded(part))
+        return F.normalize(y.float(), dim=-1)
 
     @torch.no_grad()
     def queries(self, heads: Tensor, relations: Tensor) -> Tensor:
         out = []
         for h, r in zip(_chunks(heads, self.chunk), _chunks(relations, self.chunk), strict=True):
-            y, _ = self._fuse(self.encoded(h), self.rel[r.to(self.device)], None, h.numel())
+            y, _ = self.model.fuse(self.encoded(h), self.rel[r.to(self.device)], None)
             out.append(F.normalize(y.float(), dim=-1))
         return torch.cat(out) if out else torch.empty(0, self.model.config.fusion_width)
 
@@ -175,7 +172,7 @@ class KnowledgeClipScorer(_StoreScorer):
     def relation_scores(self, heads: Tensor, tails: Tensor) -> Tensor:
         out = []
         for h, t in zip(_chunks(heads, self.chunk), _chunks(tails, self.chunk), strict=True):
-            _, r = self._fuse(self.encoded(h), None, self.encoded(t), h.numel())
+            _, r = self.model.fuse(self.encoded(h), None, self.encoded(t))
             out.append(self.model.relation_head(r).float())
         return torch.cat(out)
 
@@ -187,7 +184,7 @@ class KnowledgeClipScorer(_StoreScorer):
         enc = self.model.encode_entities(inputs, torch.cat([torch.zeros(n), torch.ones(n)]).long())
         img = EncodedEntities(enc.tokens[:n], enc.valid[:n], enc.embedding[:n], torch.empty(0), torch.empty(0))
         txt = EncodedEntities(enc.tokens[n:], enc.valid[n:], enc.embedding[n:], torch.empty(0), torch.empty(0))
-        q, _ = self._fuse(img, self.rel[torch.full((n,), relation, device=self.device)], None, n)
-        c, _ = self._fuse(None, None, txt, n)
+        q, _ = self.model.fuse(img, self.rel[torch.full((n,), relation, device=self.device)], None)
+        c, _ = self.model.fuse(None, None, txt)
         return (F.normalize(q.float(), dim=-1) * F.normalize(c.float(), dim=-1)).sum(-1)
 

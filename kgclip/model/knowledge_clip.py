@@ -155,12 +155,24 @@ class KnowledgeCLIP(nn.Module):
         return self.relation_proj(self.clip.encode_text(relation_tokens))
 
     # -- views --------------------------------------------------------------------------------
-    def views(self, ent: EncodedEntities, rel: Tensor, head: Tensor, relation: Tensor, tail: Tensor, use: tuple[bool, bool, bool]) -> tuple[Tensor, Tensor]:
-        """Y and R of views given entity positions (head / tail) and relation ids; masked parts may be any index."""
-        v = head.shape[0]
-        dev = ent.tokens.device
-        flags = [torch.full((v,), u, dtype=torch.bool, device=dev) for u in use]
-        return self.fusion(ent.tokens[head], ent.valid[head], rel[relation], ent.tokens[tail], ent.valid[tail], *flags)
+    def fuse(self, head: EncodedEntities | None, relation: Tensor | None, tail: EncodedEntities | None) -> tuple[Tensor, Tensor]:
+        """Y and R of aligned views; None masks that element (e.g. ``fuse(h, r, None)`` is Y(h, r, -)).
+
+        Args:
+            head, tail: encoded entities, one row per view, or None.
+            relation: [V, W] relation vectors (rows of :meth:`encode_relations`), or None.
+        """
+        given = next(x for x in (head, tail) if x is not None) if head is not None or tail is not None else None
+        n = given.tokens.shape[0] if given is not None else relation.shape[0]
+        dev = self.image_proj.weight.device
+        L, W = self.entity_tokens, self.config.fusion_width
+        z_tok, z_val = torch.zeros(n, L, W, device=dev), torch.zeros(n, L, dtype=torch.bool, device=dev)
+        flags = [torch.full((n,), x is not None, dtype=torch.bool, device=dev) for x in (head, relation, tail)]
+        return self.fusion(
+            head.tokens if head is not None else z_tok, head.valid if head is not None else z_val,
+            relation if relation is not None else torch.zeros(n, W, device=dev),
+            tail.tokens if tail is not None else z_tok, tail.valid if tail is not None else z_val, *flags,
+        )
 
     def forward(self, batch: TripletBatch, relation_tokens: Tensor, fusion: bool = True) -> KnowledgeOutput:
         """Encode the batch. With ``fusion=False`` (only tower losses are on: CLIP, KD) the fusion

@@ -111,7 +111,9 @@ class EntityContent:
         """The batch with ``inputs`` loaded; triplets touching a failed image are dropped and named in ``skipped``."""
         inputs, bad = self.load(batch.entities)
         if bad.any():
+            n = len(batch)
             batch = batch.drop_entities(bad)
+            batch.dropped = n - len(batch)
             batch.skipped = [self.keys[int(batch.entities[p])] for p in bad.nonzero().flatten().tolist()]
         batch.inputs = inputs
         return batch

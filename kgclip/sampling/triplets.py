@@ -38,7 +38,8 @@ class TripletBatch:
         neg_head, neg_relation, neg_tail: [B, K] corrupted negatives (positions in ``entities``
             for heads / tails, relation ids for relations), or None.
         inputs: per-entity model inputs once content is loaded (see EntityContent), or None.
-        skipped: entity keys whose content failed to load (their triplets were dropped).
+        skipped: entity keys whose content failed to load.
+        dropped: how many triplets were dropped from the batch because of them.
     """
 
     triplet: Tensor
@@ -57,6 +58,7 @@ class TripletBatch:
     neg_tail: Tensor | None = None
     inputs: Any = None
     skipped: list[str] = field(default_factory=list)
+    dropped: int = 0
 
     def __len__(self) -> int:
         return int(self.triplet.numel())

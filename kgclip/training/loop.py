@@ -212,7 +212,7 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
     if env.is_main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     metrics_path = run_dir / "metrics.csv"
-    metric_fields = ["step", "epoch", "loss", "e2e", "e2r", "g2e", "kd", "clip", "lr_towers", "lr_new", "triplets_per_s", "data_wait_share", "skipped"]
+    metric_fields = ["step", "epoch", "loss", "e2e", "e2r", "g2e", "kd", "clip", "lr_towers", "lr_new", "triplets_per_s", "data_wait_share", "skipped_triplets"]
     if env.is_main and (start_step == 0 or not metrics_path.exists()):
         with open(metrics_path, "w", newline="") as f:
             csv.writer(f).writerow(metric_fields)
@@ -225,12 +225,16 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
         except ImportError:
             tb = None
 
-    def checkpoint(step: int) -> Path | None:
+    def between_steps() -> dict:
+        """Loader and RNG state as they are when no step is in flight (what a checkpoint must hold)."""
+        return {"loader": loader.state_dict(), "rng": rng_state()}
+
+    def checkpoint(step: int, state: dict) -> Path | None:
         if not env.is_main:
             return None
         payload = {
             "model": core.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": None,
-            "step": step, "rng": rng_state(), "loader": loader.state_dict(), "config": to_dict(config),
+            "step": step, "rng": state["rng"], "loader": state["loader"], "config": to_dict(config),
             "num_relations": store.num_relations, "entity_keys": store.entity_keys.tolist(), "relation_keys": store.relation_keys.tolist(),
             "store_fingerprint": store.fingerprint(), "store_path": str(store.path.resolve()),
         }
@@ -244,6 +248,7 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
     all_triplets = 0
     last_parts: dict[str, float] = {}
     step = start_step
+    resume_state = between_steps()
     progress = bar(total=total_steps, initial=start_step, desc=f"train {config.name}", unit="step", disable=quiet or not env.is_main)
     try:
         while step < total_steps:
@@ -256,7 +261,7 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
                 tw = time.perf_counter()
                 batch = next(batches)
                 wait += time.perf_counter() - tw
-                window["skipped"] += len(batch.skipped)
+                window["skipped"] += batch.dropped
                 batch = batch.to(env.device)
                 n_trip += len(batch)
                 with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -288,6 +293,7 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
             optimizer.step()
             scheduler.step()
             step += 1
+            resume_state = between_steps()  # an interrupt in the next step resumes from here
             dt = time.perf_counter() - t0
             window["wait"] += wait
             window["total"] += dt
@@ -302,7 +308,7 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
                 rowd = {"step": step, "epoch": loader.epoch, **{k: f"{v:.6g}" for k, v in parts_sum.items()},
                         "lr_towers": f"{lrs.get('towers', lrs.get('towers_no_decay', 0)):.3g}", "lr_new": f"{lrs.get('new', 0):.3g}",
                         "triplets_per_s": f"{window['triplets'] / max(window['total'], 1e-9):.1f}",
-                        "data_wait_share": f"{window['wait'] / max(window['total'], 1e-9):.3f}", "skipped": window["skipped"]}
+                        "data_wait_share": f"{window['wait'] / max(window['total'], 1e-9):.3f}", "skipped_triplets": window["skipped"]}
                 with open(metrics_path, "a", newline="") as f:
                     csv.writer(f).writerow([rowd.get(k, "") for k in metric_fields])
                 if tb is not None:
@@ -311,10 +317,12 @@ def _train(config: RunConfig, env: DistEnv, run_dir: Path, *, force: bool, quiet
                 log.info("step %d %s", step, json.dumps({k: round(v, 5) for k, v in parts_sum.items()}))
                 window = {"wait": 0.0, "total": 0.0, "triplets": 0, "skipped": 0}
             if step % config.train.checkpoint_every == 0 and step < total_steps:
-                last_ckpt = checkpoint(step) or last_ckpt
-        last_ckpt = checkpoint(step) or last_ckpt
+                last_ckpt = checkpoint(step, resume_state) or last_ckpt
+        last_ckpt = checkpoint(step, resume_state) or last_ckpt
     except KeyboardInterrupt:
-        path = checkpoint(step)
+        # The step in flight is dropped: the checkpoint holds the state after the last finished
+        # step, so resuming redoes that step exactly.
+        path = checkpoint(step, resume_state)
         log.warning("interrupted at step %d; checkpoint %s", step, path)
         raise
     finally:

@@ -61,11 +61,13 @@ def write_visual_genome(root: Path, n_images: int = 3) -> dict[str, Path]:
     horse = {"object_id": 11, "x": 15, "y": 5, "w": 20, "h": 20, "name": "horse", "synsets": ["horse.n.01"]}
     big = {"object_id": 12, "x": 30, "y": 20, "w": 50, "h": 50, "names": ["field"], "synsets": []}
     flat = {"object_id": 13, "x": 5, "y": 5, "w": 0, "h": 4, "names": ["line"], "synsets": []}
+    nameless = {"object_id": 14, "x": 1, "y": 1, "w": 5, "h": 5, "names": [" "], "synsets": []}
     rels.append({"image_id": 1, "relationships": [
         {"relationship_id": 100, "predicate": "riding", "synsets": ["ride.v.01"], "subject": man, "object": horse},
         {"relationship_id": 101, "predicate": "Next  To", "synsets": [], "subject": horse, "object": big},
         {"relationship_id": 102, "predicate": "ON", "synsets": [], "subject": man, "object": flat},
         {"relationship_id": 103, "predicate": "riding", "synsets": [], "subject": man, "object": horse},
+        {"relationship_id": 104, "predicate": "near", "synsets": [], "subject": nameless, "object": man},
     ]})
     attrs.append({"image_id": 1, "attributes": [dict(man, attributes=["tall ", "Smiling"])]})
     for i in range(2, n_images + 1):

@@ -119,7 +119,7 @@ def test_visual_genome(tmp_path):
     assert ("visual_genome:object/10", "visual_genome:riding", "visual_genome:object/11") in got
     assert ("visual_genome:object/11", "visual_genome:next to", "visual_genome:object/12") in got
     assert ("visual_genome:object/40", "visual_genome:near", "visual_genome:object/41") in got
-    assert len(got) == 4  # image 4's file is missing; object 13 has zero area; one duplicate
+    assert len(got) == 5  # image 4's file is missing; object 13 has zero area; one duplicate
     e = s.entities.set_index("key")
     assert list(e.loc["visual_genome:object/12", "bbox"]) == [30, 20, 10, 10]  # clamped to 40 x 30
     assert e.loc["visual_genome:object/10", "image"] == "VG_100K/1.jpg"
@@ -138,6 +138,10 @@ def test_visual_genome_names_and_attributes(tmp_path):
     assert ("visual_genome:object/11", "/r/IsA", "visual_genome:name/horse") in got
     assert ("visual_genome:object/10", "/r/HasProperty", "visual_genome:attribute/smiling") in got
     assert ("visual_genome:object/10", "/r/HasProperty", "visual_genome:attribute/tall") in got
+    s = open_valid(tmp_path / "s")
+    assert not any(h == "visual_genome:object/14" and r == "/r/IsA" for h, r, _ in got)  # blank name: region kept, no name triplet
+    assert ("visual_genome:object/14", "visual_genome:near", "visual_genome:object/10") in got
+    assert s.manifest["sources"]["visual_genome"]["skipped"]["object without a name: no name triplet"] == 1
 
 
 def test_visual_genome_min_predicate_count(tmp_path):
@@ -159,7 +163,7 @@ def test_visual_genome_invalid_json(tmp_path, capsys):
 def test_visual_genome_streams_many_images(tmp_path):
     files = fixtures.write_visual_genome(tmp_path / "vg", n_images=300)
     assert main(_vg_args(files, tmp_path / "s", "--max-bad-fraction", "0.5", "--no-check-images")) == 0
-    assert len(open_valid(tmp_path / "s").triplets) == 2 + 299  # 2 of image 1 (dup, zero area) + one per other image
+    assert len(open_valid(tmp_path / "s").triplets) == 3 + 299  # 3 of image 1 (dup, zero area) + one per other image
 
 
 # -- VisualSem -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def test_tails_ranked_and_restricted_to_modality(trained):
     # the scores are the fusion scores: recompute one by hand
     with torch.no_grad():
         enc = engine.encode("t3")
-        y, _ = engine.scorer._fuse(enc, engine.scorer.rel[torch.tensor([1])], None, 1)
+        y, _ = engine.model.fuse(enc, engine.scorer.rel[torch.tensor([1])], None)
         top = int(both["entity_id"].iloc[0])
         want = torch.nn.functional.cosine_similarity(y, engine.scorer.candidates(torch.tensor([top])))
     assert float(want) == pytest.approx(float(both["score"].iloc[0]), abs=1e-5)

@@ -38,20 +38,30 @@ def test_forward_views_for_all_modality_pairs(model, relation_tokens):
     assert torch.isfinite(out.y_hr).all() and torch.isfinite(out.g2e).all()
 
 
+def _view(model, ent, rel, head, relation, tail, use):
+    """Fusion input with every slot filled (even masked ones), to show masked content is ignored."""
+    flags = [torch.full((len(head),), u, dtype=torch.bool) for u in use]
+    return model.fusion(ent.tokens[head], ent.valid[head], rel[relation], ent.tokens[tail], ent.valid[tail], *flags)
+
+
 def test_masked_element_contributes_nothing(model, relation_tokens):
     model.eval()
     b = hand_batch(model)
     ent = model.encode_entities(b.inputs, b.modality)
     rel = model.encode_relations(relation_tokens)
     h, r = torch.tensor([0, 3]), torch.tensor([0, 2])
-    y1, _ = model.views(ent, rel, h, r, torch.tensor([1, 2]), (True, True, False))
-    y2, _ = model.views(ent, rel, h, r, torch.tensor([4, 0]), (True, True, False))  # other tails, masked
+    y1, _ = _view(model, ent, rel, h, r, torch.tensor([1, 2]), (True, True, False))
+    y2, _ = _view(model, ent, rel, h, r, torch.tensor([4, 0]), (True, True, False))  # other tails, masked
     assert torch.allclose(y1, y2, atol=1e-6)
-    _, r1 = model.views(ent, rel, h, torch.tensor([0, 0]), torch.tensor([1, 2]), (True, False, True))
-    _, r2 = model.views(ent, rel, h, torch.tensor([2, 1]), torch.tensor([1, 2]), (True, False, True))
+    _, r1 = _view(model, ent, rel, h, torch.tensor([0, 0]), torch.tensor([1, 2]), (True, False, True))
+    _, r2 = _view(model, ent, rel, h, torch.tensor([2, 1]), torch.tensor([1, 2]), (True, False, True))
     assert torch.allclose(r1, r2, atol=1e-6)
-    y3, _ = model.views(ent, rel, torch.tensor([1, 2]), r, torch.tensor([1, 2]), (True, True, False))  # another head
+    y3, _ = _view(model, ent, rel, torch.tensor([1, 2]), r, torch.tensor([1, 2]), (True, True, False))  # another head
     assert not torch.allclose(y1, y3)
+    # model.fuse with None for the masked tail is the same view
+    sub = type(ent)(ent.tokens[h], ent.valid[h], ent.embedding[h], torch.empty(0), torch.empty(0))
+    y4, _ = model.fuse(sub, rel[r], None)
+    assert torch.allclose(y1, y4, atol=1e-6)
 
 
 def test_head_and_tail_roles_differ(model):
@@ -60,10 +70,9 @@ def test_head_and_tail_roles_differ(model):
     hook = model.fusion.blocks[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
     b = hand_batch(model)
     ent = model.encode_entities(b.inputs, b.modality)
-    rel = torch.zeros(3, 32)
-    e = torch.tensor([2])
-    model.views(ent, rel, e, torch.tensor([0]), e, (True, False, False))
-    model.views(ent, rel, e, torch.tensor([0]), e, (False, False, True))
+    e = type(ent)(ent.tokens[[2]], ent.valid[[2]], ent.embedding[[2]], torch.empty(0), torch.empty(0))
+    model.fuse(e, None, None)
+    model.fuse(None, None, e)
     hook.remove()
     L = model.entity_tokens
     as_head, as_tail = seen[0][0, 1 : 1 + L], seen[1][0, 2 + L :]

@@ -42,14 +42,15 @@ def test_decode_failure_is_counted_and_skipped(tmp_path):
     graph = KnowledgeGraph.from_store(store)
     content = EntityContent(store, _transform, _tokenizer)
     loader = TripletLoader(graph, 64, seed=0, content=content)
-    total, skipped = 0, set()
+    total, dropped, skipped = 0, 0, set()
     bad_keys = {f"i{i}" for i in range(30) if i % 3 == 1}
     for b in loader:
         total += len(b)
+        dropped += b.dropped
         skipped |= set(b.skipped)
         keys = store.entity_keys
         assert not {keys[int(e)] for e in torch.cat([b.head, b.tail])} & bad_keys
         assert b.inputs.images.shape[0] + b.inputs.texts.shape[0] <= b.entities.numel()
     assert skipped and skipped <= bad_keys
     assert set(content.failures) <= bad_keys
-    assert total < graph.num_triplets
+    assert total < graph.num_triplets and total + dropped == graph.num_triplets  # every triplet used or counted

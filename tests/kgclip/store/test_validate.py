@@ -1,7 +1,6 @@
 """Each validation failure has its own test: a table is broken on purpose and checked."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from kgclip.errors import StoreError
@@ -116,8 +115,3 @@ def test_counts_mismatch_is_a_problem(toy_store):
     (toy_store / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(StoreError, match=r"counts\.triplets is 1000"):
         open_valid(toy_store)
-
-
-def test_problem_frames_are_pandas(tables):
-    e, r, t = tables
-    assert isinstance(e, pd.DataFrame) and isinstance(r, pd.DataFrame) and isinstance(t, pd.DataFrame)

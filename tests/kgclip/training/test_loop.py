@@ -193,7 +193,14 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, store):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     ckpts = list((tmp_path / "runs" / "int" / "checkpoints").glob("step-*.pt"))
-    assert len(ckpts) == 1 and 3 <= load_checkpoint(ckpts[0])["step"] < 400
+    ckpt = load_checkpoint(ckpts[0])
+    assert len(ckpts) == 1 and 3 <= ckpt["step"] < 400
+    # the checkpoint holds the loader as it was after the last finished step (the step in flight is redone)
+    from kgclip.store import KnowledgeStore
+
+    per_epoch = -(-KnowledgeStore(store).manifest["counts"]["splits"]["train"] // 16)
+    assert ckpt["loader"]["epoch"] * per_epoch + ckpt["loader"]["position"] == ckpt["step"]
+
 
 
 def test_missing_store_fails_before_a_run_folder_is_made(tmp_path, store):
