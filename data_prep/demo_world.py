@@ -351,7 +351,7 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     vs = files.visualsem
     parts.append(write("visualsem", "visualsem", hashed, {"visualsem": str(vs["images"].resolve())},
                        lambda w, c: convert_visualsem(nodes=vs["nodes"], tuples=vs["tuples"], glosses=vs["glosses"], images=vs["images"],
-                                                      writer=w, conv=c, entity_view="random", seed=seed)))
+                                                      writer=w, conv=c)))
     pairs = [write(f"coco_{split}", "coco", only[split], {"coco": img_root},
                    lambda w, c, p=p: convert_coco(p, files.images, w, c)) for split, p in (("train", files.coco_train), ("test", files.coco_test))]
     merge_stores([*parts, *pairs], files.root / "store", split=hashed, overwrite=True)

@@ -6,14 +6,14 @@
 - nodes.glosses.json is a JSON list whose first item is ``{"available_languages": [...]}`` and
   every later item ``{bn_id: {lang: [gloss, ...]}}``.
 
-As in the paper, each entity occurrence is shown as one of its images or one of its glosses,
-chosen at random with the seed (``random``), or always as an image / a gloss, or ``both`` (every
-combination of views of the two ends).
+The paper shows each node by "a randomly chosen image or its text description". Here every
+image and every gloss of a node is its own *view* entity whose ``concept`` is the node
+(``visualsem:bn:...``), and each tuple is stored once, between the *canonical* views of its two
+nodes (the first gloss, else the first image). The sampler draws a view per concept when it
+draws a triplet; splits and filtered ranking work on concepts.
 """
 
 from pathlib import Path
-
-import numpy as np
 
 from data_prep.common import Conversion, clean_text, iter_json, require_file
 from kgclip import progress
@@ -21,11 +21,15 @@ from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
 
 SOURCE = "visualsem"
-VIEWS = ("random", "image", "gloss", "both")
 
 
 def image_path(h: str) -> str:
     return f"{h[:2]}/{h}.jpg"
+
+
+def concept_key(bn: str) -> str:
+    """The concept of a node's views: the node id qualified by the source."""
+    return f"{SOURCE}:{bn}"
 
 
 def convert_visualsem(
@@ -36,14 +40,14 @@ def convert_visualsem(
     images: str | Path,
     writer: StoreWriter,
     conv: Conversion,
-    entity_view: str = "random",
     lang: str = "en",
-    seed: int = 0,
     check_images: bool = True,
 ) -> None:
-    """Convert VisualSem; a *record* is one (head, relation, tail) tuple."""
-    if entity_view not in VIEWS:
-        raise SourceError(f"--entity-view must be one of {VIEWS}, got {entity_view!r}")
+    """Convert VisualSem; a *record* is one (head, relation, tail) tuple.
+
+    A node's views (its glosses in ``lang``, then its images) are added when a kept tuple first
+    names it; the tuple joins the canonical views of its head and tail.
+    """
     nodes, tuples, glosses = (require_file(p, n) for p, n in ((nodes, "nodes.v2.json"), (tuples, "tuples.v2.json"), (glosses, "nodes.glosses.json")))
     root = Path(images)
     if check_images and not root.is_dir():
@@ -73,23 +77,19 @@ def convert_visualsem(
             texts = [clean_text(g, conv) for g in (by_lang or {}).get(lang, [])] if isinstance(by_lang, dict) else []
             node_glosses[bn] = [t for t in texts if t]
 
-    rng = np.random.default_rng(seed)
     rel_ids: dict[str, int] = {}
+    canonical: dict[str, int] = {}
 
-    def views(bn: str) -> list[int]:
-        ims, gl = node_images.get(bn, []), node_glosses.get(bn, [])
-        choice = entity_view
-        if choice == "random":
-            options = (["image"] if ims else []) + (["gloss"] if gl else [])
-            choice = options[int(rng.integers(len(options)))] if options else ""
-        out = []
-        if choice in ("image", "both") and ims:
-            h = ims[int(rng.integers(len(ims)))]
-            out.append(writer.add_entity(f"{SOURCE}:{bn}/image/{h}", "image", image=image_path(h), source=SOURCE))
-        if choice in ("gloss", "both") and gl:
-            i = int(rng.integers(len(gl)))
-            out.append(writer.add_entity(f"{SOURCE}:{bn}/gloss/{lang}/{i}", "text", text=gl[i], source=SOURCE))
-        return out
+    def canonical_view(bn: str) -> int:
+        """Add the node's views on first use (it has at least one); its canonical view's id."""
+        if bn not in canonical:
+            concept = concept_key(bn)
+            ids = [writer.add_entity(f"{SOURCE}:{bn}/gloss/{lang}/{i}", "text", text=g, source=SOURCE, concept=concept)
+                   for i, g in enumerate(node_glosses.get(bn, []))]
+            ids += [writer.add_entity(f"{SOURCE}:{bn}/image/{h}", "image", image=image_path(h), source=SOURCE, concept=concept)
+                    for h in node_images.get(bn, [])]
+            canonical[bn] = ids[0]
+        return canonical[bn]
 
     for tail, heads in progress.bar(iter_json(tuples, "", pairs=True), desc="visualsem tuples", unit=" tails"):
         if conv.done():
@@ -110,15 +110,13 @@ def convert_visualsem(
             if head not in node_images or tail not in node_images:
                 conv.skip("node not in nodes.v2.json", where)
                 continue
-            hs, ts = views(head), views(tail)
-            if not hs or not ts:
+            if not all(node_glosses.get(bn) or node_images.get(bn) for bn in (head, tail)):
                 conv.skip("node without image or gloss", where, bad=False)
                 continue
+            h, t = canonical_view(head), canonical_view(tail)
             if rel not in rel_ids:
                 rel_ids[rel] = writer.add_relation(f"{SOURCE}:{rel}", rel.replace("-", " ").replace("_", " "))
-            for h in hs:
-                for t in ts:
-                    writer.add_triplet(h, rel_ids[rel], t, source=SOURCE)
+            writer.add_triplet(h, rel_ids[rel], t, source=SOURCE)
             if head == tail:
                 conv.note("self-loop kept")
             conv.kept += 1

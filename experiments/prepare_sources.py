@@ -8,7 +8,7 @@ from data_prep.conceptnet import convert_conceptnet
 from data_prep.pairs import convert_coco, convert_tsv
 from data_prep.triples import convert_triples
 from data_prep.visual_genome import convert_visual_genome
-from data_prep.visualsem import VIEWS, convert_visualsem
+from data_prep.visualsem import convert_visualsem
 from experiments.prepare import register
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -68,9 +68,7 @@ def _vs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tuples", required=True, help="tuples.v2.json")
     p.add_argument("--glosses", required=True, help="nodes.glosses.json")
     p.add_argument("--images", required=True, help="image folder (<2 chars>/<hash>.jpg)")
-    p.add_argument("--entity-view", choices=VIEWS, default="random")
-    p.add_argument("--lang", default="en")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lang", default="en", help="language of the glosses (default en)")
     p.add_argument("--no-check-images", action="store_true")
 
 
@@ -79,7 +77,7 @@ def _vs(args: argparse.Namespace, w: StoreWriter, conv: Conversion) -> None:
     w.image_roots["visualsem"] = str(Path(args.images).resolve())
     convert_visualsem(
         nodes=args.nodes, tuples=args.tuples, glosses=args.glosses, images=args.images, writer=w, conv=conv,
-        entity_view=args.entity_view, lang=args.lang, seed=args.seed, check_images=not args.no_check_images,
+        lang=args.lang, check_images=not args.no_check_images,
     )
 
 

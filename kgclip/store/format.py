@@ -2,7 +2,9 @@
 
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1 stores lack the entity ``concept`` column; they are read with it null."""
 MANIFEST = "manifest.json"
 ENTITIES_DIR = "entities"
 TRIPLETS_DIR = "triplets"
@@ -21,10 +23,17 @@ ENTITY_SCHEMA = pa.schema(
         ("image_width", pa.int64()),
         ("image_height", pa.int64()),
         ("source", pa.string()),
+        ("concept", pa.string()),
     ]
 )
 """Entities. ``image_width`` / ``image_height`` (nullable) are the full image's size when the
-source states it; they let validation check that a bbox lies inside its image."""
+source states it; they let validation check that a bbox lies inside its image.
+
+``concept`` (nullable) is the key of the source node whose *view* the entity is: a VisualSem
+synset shown by several images and glosses gives each of them its own entity with the same
+concept (``visualsem:bn:00000001n``). Entities without views leave it null. Views of one concept
+share its facts: splits group them, filtered ranking filters siblings, the sampler may draw any
+view of the concept."""
 
 RELATION_SCHEMA = pa.schema(
     [("relation_id", pa.int64()), ("key", pa.string()), ("text", pa.string())]

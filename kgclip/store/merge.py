@@ -39,11 +39,11 @@ def merge_stores(
             bboxes = e["bbox"].tolist()
             widths = e["image_width"].tolist()
             heights = e["image_height"].tolist()
-            for i, (key, mod, text, image, src) in enumerate(
-                zip(e["key"], e["modality"], e["text"], e["image"], e["source"], strict=True)
+            for i, (key, mod, text, image, src, concept) in enumerate(
+                zip(e["key"], e["modality"], e["text"], e["image"], e["source"], e["concept"], strict=True)
             ):
                 size = None if widths[i] is None or heights[i] is None or widths[i] != widths[i] else (widths[i], heights[i])
-                new_ids[i] = w.add_entity(key, mod, source=src, text=text, image=image, bbox=bboxes[i], image_size=size)
+                new_ids[i] = w.add_entity(key, mod, source=src, text=text, image=image, bbox=bboxes[i], image_size=size, concept=concept)
             r = s.relations
             new_rel = np.array([w.add_relation(k, t) for k, t in zip(r["key"], r["text"], strict=True)], dtype=np.int64)
             t = s.triplets

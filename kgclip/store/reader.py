@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kgclip.errors import StoreError
-from kgclip.store.format import ENTITIES_DIR, FORMAT_VERSION, MANIFEST, RELATIONS, TRIPLETS_DIR
+from kgclip.store.format import ENTITIES_DIR, ENTITY_SCHEMA, MANIFEST, READABLE_VERSIONS, RELATIONS, TRIPLETS_DIR
 
 
 def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -50,8 +50,8 @@ class KnowledgeStore:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StoreError(f"{mpath}: unreadable manifest ({exc})") from None
         version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
-        if version != FORMAT_VERSION:
-            raise StoreError(f"{mpath}: format version {version!r}, this kgclip reads version {FORMAT_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise StoreError(f"{mpath}: format version {version!r}, this kgclip reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         for sub, files in ((ENTITIES_DIR, self.entity_files), (TRIPLETS_DIR, self.triplet_files)):
             if not files:
                 raise StoreError(f"{self.path / sub}: missing or holds no parquet shard")
@@ -70,8 +70,23 @@ class KnowledgeStore:
         return pa.concat_tables([_read_parquet(p, columns) for p in files])
 
     def entity_table(self, columns: list[str] | None = None) -> pa.Table:
-        """Entities as a pyarrow table (optionally only some columns)."""
-        return self._concat(self.entity_files, columns)
+        """Entities as a pyarrow table (optionally only some columns).
+
+        Columns a shard lacks (``concept`` in a version-1 store) come back null.
+        """
+        wanted = list(columns) if columns is not None else ENTITY_SCHEMA.names
+        parts = []
+        for p in self.entity_files:
+            try:
+                present = set(pq.read_schema(p).names)
+            except (OSError, pa.ArrowException) as exc:
+                raise StoreError(f"{p}: cannot read parquet ({str(exc).splitlines()[0]})") from None
+            absent = [c for c in wanted if c not in present and c in ENTITY_SCHEMA.names]
+            table = _read_parquet(p, [c for c in wanted if c not in absent])
+            for c in absent:
+                table = table.append_column(ENTITY_SCHEMA.field(c), pa.nulls(len(table), ENTITY_SCHEMA.field(c).type))
+            parts.append(table.select(wanted))
+        return pa.concat_tables(parts)
 
     def triplet_table(self, columns: list[str] | None = None) -> pa.Table:
         """Triplets as a pyarrow table (optionally only some columns)."""
@@ -80,7 +95,7 @@ class KnowledgeStore:
     @cached_property
     def entities(self) -> pd.DataFrame:
         """All entities, indexed by position (= entity_id in a valid store); missing values are None."""
-        return _with_none(self.entity_table().to_pandas(), ("key", "modality", "text", "image", "source"))
+        return _with_none(self.entity_table().to_pandas(), ("key", "modality", "text", "image", "source", "concept"))
 
     @cached_property
     def relations(self) -> pd.DataFrame:

@@ -35,6 +35,11 @@ def check_entities(e: pd.DataFrame, where: str = ENTITIES_DIR) -> list[str]:
     no_txt = e[(e["modality"] == "text") & (e["text"].isna() | (e["text"].fillna("").str.len() == 0))]
     if len(no_txt):
         problems.append(f"{where}: {len(no_txt)} text entity(ies) without text: {_examples(no_txt['key'].to_numpy())}")
+    if "concept" in e:
+        concept = e["concept"]
+        empty = e[concept.notna() & (concept.fillna("").astype(str).str.len() == 0)]
+        if len(empty):
+            problems.append(f"{where}: {len(empty)} entity(ies) with an empty concept (null means no concept): {_examples(empty['key'].to_numpy())}")
     has_box = e["bbox"].notna()
     if has_box.any():
         boxes = np.stack(e.loc[has_box, "bbox"].to_numpy())

@@ -95,6 +95,7 @@ class StoreWriter:
         (self._tmp / TRIPLETS_DIR).mkdir()
         self._overwrite = overwrite
         self._entity_ids: dict[str, int] = {}
+        self._concepts: dict[int, str] = {}  # entity id -> concept, for the entities that are views
         self._entity_buf: dict[str, list] = {f.name: [] for f in ENTITY_SCHEMA}
         self._entity_shards = 0
         self._entity_file: pq.ParquetWriter | None = None
@@ -130,8 +131,12 @@ class StoreWriter:
         image: str | None = None,
         bbox: Bbox = None,
         image_size: tuple[int, int] | None = None,
+        concept: str | None = None,
     ) -> int:
-        """Add an entity and return its id; a key already present returns the existing id."""
+        """Add an entity and return its id; a key already present returns the existing id.
+
+        ``concept`` names the source node whose view this entity is (see ``ENTITY_SCHEMA``).
+        """
         eid = self._entity_ids.get(key)
         if eid is not None:
             return eid
@@ -149,16 +154,29 @@ class StoreWriter:
         buf["image_width"].append(None if image_size is None else int(image_size[0]))
         buf["image_height"].append(None if image_size is None else int(image_size[1]))
         buf["source"].append(source)
+        buf["concept"].append(concept)
+        if concept is not None:
+            if not concept:
+                raise StoreError(f"entity {key!r}: empty concept (use None for an entity that is no view)")
+            self._concepts[eid] = concept
         self._source_counts[source]["entities"] += 1
         if len(buf["entity_id"]) >= self._entity_rows:
             self._flush_entities()
         return eid
 
-    def add_entities(self, keys: Sequence[str], modality: str, *, source: str, texts: Sequence[str | None] | None = None) -> np.ndarray:
+    def add_entities(
+        self,
+        keys: Sequence[str],
+        modality: str,
+        *,
+        source: str,
+        texts: Sequence[str | None] | None = None,
+        concepts: Sequence[str | None] | None = None,
+    ) -> np.ndarray:
         """Add many entities of one modality at once (keys must be distinct); returns their ids.
 
         Keys already present keep their id and attributes. Only text (or image-less) entities:
-        use :meth:`add_entity` for images with boxes.
+        use :meth:`add_entity` for images with boxes. ``concepts`` as in :meth:`add_entity`.
         """
         if modality not in MODALITIES:
             raise StoreError(f"unknown modality {modality!r} (expected one of {MODALITIES})")
@@ -180,6 +198,14 @@ class StoreWriter:
         for col in ("image", "bbox", "image_width", "image_height"):
             buf[col].extend([None] * n)
         buf["source"].extend([source] * n)
+        if concepts is None:
+            buf["concept"].extend([None] * n)
+        else:
+            new_concepts = [concepts[i] for i in new.tolist()]
+            if any(c is not None and not c for c in new_concepts):
+                raise StoreError("add_entities: empty concept (use None for an entity that is no view)")
+            buf["concept"].extend(new_concepts)
+            self._concepts.update((i, c) for i, c in zip(new_ids.tolist(), new_concepts, strict=True) if c is not None)
         self._source_counts[source]["entities"] += n
         if len(buf["entity_id"]) >= self._entity_rows:
             self._flush_entities()

@@ -81,9 +81,13 @@ def write_visual_genome(root: Path, n_images: int = 3) -> dict[str, Path]:
 
 
 def write_visualsem(root: Path) -> dict[str, Path]:
-    """Nodes A (2 images, gloss), B (1 image, no English gloss), C (no image, gloss), D (nothing)."""
+    """Nodes A (2 images, 2 glosses), B (1 image, no English gloss), C (no image, gloss), D (nothing), E (1 image).
+
+    Tuples (head -r-> tail): A is-a B, C has-part B, A related-to C, A is-a D (D has no view:
+    skipped), B similar-to E, B part-of A: every modality pair between canonical views.
+    """
     images = root / "images"
-    ims = {"bn:A": ["aa11", "ab22"], "bn:B": ["bb33"], "bn:C": [], "bn:D": []}
+    ims = {"bn:A": ["aa11", "ab22"], "bn:B": ["bb33"], "bn:C": [], "bn:D": [], "bn:E": ["ee44"]}
     for hashes in ims.values():
         for h in hashes:
             write_image(images / h[:2] / f"{h}.jpg")
@@ -92,6 +96,8 @@ def write_visualsem(root: Path) -> dict[str, Path]:
         "bn:B": [{"s": "bn:A", "r": "is-a", "r_id": "0"}, {"s": "bn:C", "r": "has-part", "r_id": "1"}],
         "bn:C": [{"s": "bn:A", "r": "related-to", "r_id": "2"}],
         "bn:D": [{"s": "bn:A", "r": "is-a", "r_id": "0"}],  # D has no view: skipped
+        "bn:E": [{"s": "bn:B", "r": "similar-to", "r_id": "3"}],
+        "bn:A": [{"s": "bn:B", "r": "part-of", "r_id": "4"}],
     }
     glosses = [
         {"available_languages": ["en", "de"]},

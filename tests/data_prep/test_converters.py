@@ -173,31 +173,36 @@ def _vs_args(files, out, *extra):
             "--images", str(files["images"]), "--out", str(out), "--split-ratios", "1,0,0", "--leakage", "allow", *extra]
 
 
-def test_visualsem_both_views(tmp_path):
+def test_visualsem_views_share_their_concept_and_tuples_join_canonical_views(tmp_path):
     files = fixtures.write_visualsem(tmp_path / "vs")
-    assert main(_vs_args(files, tmp_path / "s", "--entity-view", "both")) == 0
+    assert main(_vs_args(files, tmp_path / "s")) == 0
     s = open_valid(tmp_path / "s")
-    mod = dict(zip(s.entities.key, s.entities.modality, strict=True))
-    got = _triples(s)
-    # A -is-a-> B: A has image+gloss, B image only (no English gloss) -> 2 triplets
-    ab = [(h, t) for h, r, t in got if r == "visualsem:is-a" and "bn:B" in t]
-    assert len(ab) == 2 and {mod[h] for h, _ in ab} == {"image", "text"}
-    # C -has-part-> B: C gloss only -> 1 triplet, text -> image
-    cb = [(h, t) for h, r, t in got if r == "visualsem:has-part"]
-    assert len(cb) == 1 and mod[cb[0][0]] == "text" and mod[cb[0][1]] == "image"
+    concept = dict(zip(s.entities.key, s.entities.concept, strict=True))
+    # every view of a used node, glosses first; D (no view) adds nothing
+    assert concept == {
+        "visualsem:bn:A/gloss/en/0": "visualsem:bn:A", "visualsem:bn:A/gloss/en/1": "visualsem:bn:A",
+        "visualsem:bn:A/image/aa11": "visualsem:bn:A", "visualsem:bn:A/image/ab22": "visualsem:bn:A",
+        "visualsem:bn:B/image/bb33": "visualsem:bn:B", "visualsem:bn:C/gloss/en/0": "visualsem:bn:C",
+        "visualsem:bn:E/image/ee44": "visualsem:bn:E",
+    }
+    a, b, c, e = "visualsem:bn:A/gloss/en/0", "visualsem:bn:B/image/bb33", "visualsem:bn:C/gloss/en/0", "visualsem:bn:E/image/ee44"
+    # each tuple once, between canonical views (first gloss, else first image)
+    assert sorted(_triples(s)) == sorted([
+        (a, "visualsem:is-a", b), (c, "visualsem:has-part", b), (a, "visualsem:related-to", c),
+        (b, "visualsem:similar-to", e), (b, "visualsem:part-of", a),
+    ])
     assert s.manifest["sources"]["visualsem"]["skipped"]["node without image or gloss"] == 1
     text = dict(zip(s.relations.key, s.relations.text, strict=True))
     assert text["visualsem:has-part"] == "has part"
-    assert s.image_path(s.entity_index["visualsem:bn:B/image/bb33"]).is_file()
+    assert s.image_path(s.entity_index[b]).is_file()
 
 
-def test_visualsem_random_view_is_seeded(tmp_path):
+def test_visualsem_is_deterministic(tmp_path):
     files = fixtures.write_visualsem(tmp_path / "vs")
-    for name, seed in (("a", "1"), ("b", "1")):
-        assert main(_vs_args(files, tmp_path / name, "--seed", seed)) == 0
+    for name in ("a", "b"):
+        assert main(_vs_args(files, tmp_path / name)) == 0
     a, b = open_valid(tmp_path / "a"), open_valid(tmp_path / "b")
-    assert _triples(a) == _triples(b)
-    assert len(a.triplets) == 3  # one triplet per tuple with views on both ends
+    assert _triples(a) == _triples(b) and a.entities.key.tolist() == b.entities.key.tolist()
 
 
 def test_visualsem_bad_glosses_header(tmp_path, capsys):
@@ -234,7 +239,7 @@ def test_tsv_pairs(tmp_path):
 
 def test_merged_store_has_four_modality_pairs(tmp_path, capsys):
     vs = fixtures.write_visualsem(tmp_path / "vs")
-    assert main(_vs_args(vs, tmp_path / "vs_s", "--entity-view", "both")) == 0
+    assert main(_vs_args(vs, tmp_path / "vs_s")) == 0
     cn = fixtures.write_conceptnet(tmp_path / "cn.csv")
     assert main(["prepare", "conceptnet", str(cn), "--out", str(tmp_path / "cn_s")]) == 0
     assert main(["prepare", "merge", str(tmp_path / "vs_s"), str(tmp_path / "cn_s"), "--out", str(tmp_path / "m"), "--leakage", "allow"]) == 0
