@@ -97,7 +97,11 @@ def encode_image_tokens(model: CLIP, images: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def encode_text_tokens(model: CLIP, text: Tensor, max_tokens: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Text tokens up to the end-of-text token, cut to ``max_tokens``, with their padding mask.
+    """Text tokens up to the end-of-text token, at most ``max_tokens`` of them, with their padding mask.
+
+    CLIP's text transformer is causal: only the end-of-text (EOT) token has seen the whole text.
+    A text longer than ``max_tokens`` therefore keeps its first ``max_tokens - 1`` tokens plus its
+    EOT token (never a cut that loses it); shorter texts keep every token up to and including EOT.
 
     Returns:
         tokens [n, max_tokens, width], valid [n, max_tokens] (True for real tokens),
@@ -106,12 +110,31 @@ def encode_text_tokens(model: CLIP, text: Tensor, max_tokens: int) -> tuple[Tens
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(text).to(cast) + model.positional_embedding.to(cast)
     x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask))
-    eot = text.argmax(dim=-1) if model.text_pool_type == "argmax" else (text == model.text_eos_id).int().argmax(dim=-1)
-    pooled = x[torch.arange(x.shape[0], device=x.device), eot]
+    eot = eot_positions(model, text)
+    rows = torch.arange(x.shape[0], device=x.device)
+    pooled = x[rows, eot]
     emb = model.text_projection(pooled) if isinstance(model.text_projection, nn.Linear) else pooled @ model.text_projection
     n = min(max_tokens, x.shape[1])
+    keep = kept_text_positions(eot, n)
+    tokens = x.gather(1, keep[:, :, None].expand(-1, -1, x.shape[2]))
     valid = torch.arange(n, device=text.device)[None, :] <= eot[:, None]
-    return x[:, :n], valid, emb
+    return tokens, valid, emb
+
+
+def eot_positions(model: CLIP, text: Tensor) -> Tensor:
+    """Position of each row's end-of-text token: [n] (the pooling position of the CLIP text embedding)."""
+    return text.argmax(dim=-1) if model.text_pool_type == "argmax" else (text == model.text_eos_id).int().argmax(dim=-1)
+
+
+def kept_text_positions(eot: Tensor, n: int) -> Tensor:
+    """Which token positions a text keeps when cut to ``n`` tokens: [len(eot), n].
+
+    Positions ``0 .. n-2``, then the EOT position when the text is longer than ``n`` tokens (else
+    ``n-1``, which is EOT or padding).
+    """
+    keep = torch.arange(n, device=eot.device).repeat(eot.shape[0], 1)
+    keep[:, n - 1] = torch.clamp(eot, min=n - 1)
+    return keep
 
 
 def clip_logits(scale: Tensor, image_emb: Tensor, text_emb: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ class ModelConfig:
         clip_model: open_clip model name or kgclip config (``kgclip-tiny``, ``ViT-B-32``, ``ViT-L-14``).
         pretrained: open_clip pretrained tag (``openai``) or a checkpoint file; None: random init.
         fusion_width, fusion_layers, fusion_heads, drop_path: the fusion Transformer.
-        max_text_tokens: text entities are cut to this many tokens.
+        max_text_tokens: text entities keep at most this many tokens (the first ones and always the
+            end-of-text token, the only one that has seen the whole text).
         max_image_tokens: image entities keep this many tokens (class token first); None: all.
         gnn_layers: layers of the G2E network.
         init_temperature: initial temperature of the E2E and G2E InfoNCE losses.

@@ -3,6 +3,7 @@ import torch
 
 from kgclip.model import export_open_clip
 from kgclip.model.clip import encode_image_tokens, encode_text_tokens
+from kgclip.sampling.content import EntityInputs
 from tests.model_fixtures import hand_batch
 
 
@@ -114,3 +115,34 @@ def test_unknown_model_and_tag_are_config_errors():
         create_clip("ViT-X")
     with pytest.raises(ConfigError, match="neither a file nor a tag"):
         create_clip("kgclip-tiny", "no-such-tag")
+
+
+# A VisualSem-style gloss of 27 words: longer than any max_text_tokens used here.
+LONG_GLOSS = ("The domestic cat is a small, typically furry, carnivorous mammal that is often kept as an indoor pet "
+              "and valued by humans for companionship and for its ability to hunt vermin.")
+
+
+def test_long_text_keeps_its_end_of_text_token(model):
+    assert len(LONG_GLOSS.split()) >= 26
+    text = model.tokenizer([LONG_GLOSS, "a red circle"])
+    eot = text.argmax(dim=-1)  # CLIP's EOT token has the largest id
+    n = model.text_tokens  # 8 in the tiny config
+    assert int(eot[0]) > n  # the gloss is longer than the kept tokens: a plain cut would lose EOT
+    with torch.no_grad():
+        full, _, emb = encode_text_tokens(model.clip, text, model.clip.context_length)  # nothing cut
+        kept, valid, emb_cut = encode_text_tokens(model.clip, text, n)
+    assert kept.shape == (2, n, full.shape[2])
+    # the gloss: its first n-1 tokens, then the token at the EOT (argmax) position
+    assert torch.equal(kept[0, : n - 1], full[0, : n - 1])
+    assert torch.equal(kept[0, n - 1], full[0, int(eot[0])])
+    assert not torch.equal(kept[0, n - 1], full[0, n - 1])
+    assert valid[0].all()
+    # a short text is unchanged: every token up to EOT, padding after it
+    assert torch.equal(kept[1], full[1, :n]) and valid[1].tolist() == [True] * 5 + [False] * (n - 5)
+    assert torch.equal(emb, emb_cut)  # the pooled embedding never depended on the cut
+    # the last kept token of the fused entity is the EOT token's (projected to fusion width)
+    inputs = EntityInputs(torch.empty(0), torch.empty(0, dtype=torch.long), text, torch.tensor([0, 1]))
+    with torch.no_grad():
+        ent = model.encode_entities(inputs, torch.tensor([1, 1]))
+        assert torch.allclose(ent.tokens[0, n - 1], model.text_proj(full[0, int(eot[0])]), atol=1e-6)
+    assert ent.valid[0, :n].all() and not ent.valid[0, n:].any()
