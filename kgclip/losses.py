@@ -67,25 +67,37 @@ def info_nce(query: Tensor, keys: Tensor, logit_scale: Tensor, positives: Tensor
 
 
 def e2e_loss(out: KnowledgeOutput, batch: TripletBatch, scale: Tensor, gather: Gather = _local) -> Tensor:
-    """Y(-,-,t_i) against Y(h_j, r_j, -) of the (global) batch; every j with t_j = t_i is a positive."""
+    """Y(-,-,t_i) against Y(h_j, r_j, -) of the (global) batch; every j with t_j = t_i is a positive.
+
+    Every rank gathers, even one with no triplets (a collective that one rank skips hangs the others).
+    """
     keys, _ = gather(out.y_hr)
     key_tails, _ = gather(batch.tail.to(keys.device))
+    if out.tail_row.numel() == 0:  # nothing to ask on this rank; stay in the graph (backward is a collective too)
+        return _zero(out) + keys.sum() * 0.0
     query = out.y_t[out.tail_row]
     positives = batch.tail.to(keys.device)[:, None] == key_tails[None, :]
     return info_nce(query, keys, scale, positives)
 
 
 def e2r_loss(out: KnowledgeOutput, batch: TripletBatch) -> Tensor:
+    if out.relation_logits.shape[0] == 0:
+        return _zero(out)
     return F.cross_entropy(out.relation_logits, batch.relation.to(out.relation_logits.device))
 
 
 def g2e_loss(out: KnowledgeOutput, batch: TripletBatch, scale: Tensor, gather: Gather = _local) -> Tensor:
-    """Y(-,-,t_i) against G^L(t_j) over the (global) batch's tails that have sampled in-edges."""
-    if out.g2e.shape[0] == 0:
-        return _zero(out)
+    """Y(-,-,t_i) against G^L(t_j) over the (global) batch's tails that have sampled in-edges.
+
+    Every rank gathers, also one whose batch has no G2E rows: it contributes no keys and no
+    queries, and its loss still depends on the gathered keys (times zero) so that the backward
+    collective of the gather runs on every rank.
+    """
     keys, offset = gather(out.g2e)
+    n = out.g2e_row.numel()
+    if n == 0 or keys.shape[0] == 0:
+        return _zero(out) + keys.sum() * 0.0
     query = out.y_t[out.g2e_row]
-    n = query.shape[0]
     if keys.shape[0] == n:
         positives = torch.eye(n, dtype=torch.bool, device=keys.device)
     else:  # ranks may have different counts: gather pads; positives are this rank's own rows

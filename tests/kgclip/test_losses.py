@@ -1,11 +1,17 @@
 import copy
+import datetime
 import math
+import os
+import socket
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from kgclip.losses import KnowledgeClipLoss, LossConfig, clip_pair_loss, e2r_loss, info_nce, kd_loss
+from kgclip.losses import KnowledgeClipLoss, LossConfig, clip_pair_loss, e2e_loss, e2r_loss, g2e_loss, info_nce, kd_loss
+from kgclip.model.knowledge_clip import EncodedEntities, KnowledgeOutput
 from kgclip.model.optim import parameter_groups
 from tests.model_fixtures import hand_batch
 
@@ -123,3 +129,82 @@ def test_parameter_groups(model):
     assert id(model.fusion.blocks[0].qkv.weight) not in no_decay_ids
     n_all = sum(1 for p in model.parameters())
     assert sum(len(g["params"]) for g in groups.values()) == n_all
+
+
+# -- collectives: every rank takes part, also one with nothing to compare -----------------------
+
+W = 4
+
+
+def _rank_output(rank: int) -> tuple[KnowledgeOutput, SimpleNamespace, dict[str, torch.Tensor]]:
+    """Rank 0: 2 triplets (tails 10, 11), 2 tails with G2E rows. Rank 1: 1 triplet (tail 11), no G2E rows."""
+    g = torch.Generator().manual_seed(100 + rank)
+    n_t, n_b = (3, 2) if rank == 0 else (1, 1)
+    leaves = {"y_t": torch.randn(n_t, W, generator=g).requires_grad_(), "y_hr": torch.randn(n_b, W, generator=g).requires_grad_(),
+              "emb": torch.randn(n_t, 8, generator=g).requires_grad_()}
+    g2e_row = torch.tensor([1, 2]) if rank == 0 else torch.empty(0, dtype=torch.long)
+    g2e = leaves["y_t"][g2e_row] * 1.5 + 0.1
+    none = torch.empty(0, dtype=torch.long)
+    ent = EncodedEntities(torch.empty(n_t, 1, W), torch.ones(n_t, 1, dtype=torch.bool), leaves["emb"], none, none)
+    out = KnowledgeOutput(y_hr=leaves["y_hr"], y_t=leaves["y_t"], y_t_pos=torch.arange(n_t), tail_row=torch.arange(n_b), r_ht=torch.empty(0, W),
+                          relation_logits=torch.empty(0, 3), g2e=g2e, g2e_row=g2e_row, entities=ent, e2e_scale=torch.tensor(5.0),
+                          g2e_scale=torch.tensor(5.0), clip_scale=torch.tensor(5.0))
+    batch = SimpleNamespace(tail=torch.tensor([10, 11]) if rank == 0 else torch.tensor([11]))
+    return out, batch, leaves
+
+
+def _collective_rank(rank: int, world: int, port: int, folder: str) -> None:
+    from kgclip.training.distributed import gather_with_grad
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    out, batch, leaves = _rank_output(rank)
+    g2e = g2e_loss(out, batch, out.g2e_scale, gather_with_grad)
+    e2e = e2e_loss(out, batch, out.e2e_scale, gather_with_grad)
+    (g2e + e2e).backward()
+    torch.save({"g2e": g2e.detach(), "e2e": e2e.detach(), **{k: v.grad for k, v in leaves.items()}}, os.path.join(folder, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rank_without_g2e_rows_takes_part_in_the_gather(tmp_path):
+    """Two gloo processes; rank 1 has no G2E rows. Before the fix it returned before the all-gather
+    and rank 0 waited forever: the timeout turns such a hang into a failure."""
+    ctx = torch.multiprocessing.spawn(_collective_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 150
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the two ranks did not finish within 150 s: a collective is missing on one rank (hang)")
+    got = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    # The same losses in one process: rank 0's G2E rows are all the keys; E2E keys are both ranks' (h, r).
+    (o0, b0, l0), (o1, b1, l1) = _rank_output(0), _rank_output(1)
+    g2e0 = info_nce(o0.y_t[o0.g2e_row], o0.g2e, o0.g2e_scale, torch.eye(2, dtype=torch.bool))
+    keys, key_tails = torch.cat([o0.y_hr, o1.y_hr]), torch.tensor([10, 11, 11])
+    e2e0 = info_nce(o0.y_t[o0.tail_row], keys, o0.e2e_scale, b0.tail[:, None] == key_tails[None, :])
+    e2e1 = info_nce(o1.y_t[o1.tail_row], keys, o1.e2e_scale, b1.tail[:, None] == key_tails[None, :])
+    assert torch.allclose(got[0]["g2e"], g2e0.detach(), atol=1e-6) and got[1]["g2e"].item() == 0.0
+    assert torch.allclose(got[0]["e2e"], e2e0.detach(), atol=1e-6) and torch.allclose(got[1]["e2e"], e2e1.detach(), atol=1e-6)
+    # Gradients: each rank's keys get the sum over ranks of the losses' gradients (the gather's backward).
+    (g2e0 + e2e0 + e2e1).backward()
+    for name in ("y_t", "y_hr"):
+        assert torch.allclose(got[0][name], l0[name].grad, atol=1e-6), name
+        assert torch.allclose(got[1][name], l1[name].grad, atol=1e-6), name
+
+
+def test_parts_with_nothing_to_compare_are_zero_and_keep_the_graph():
+    out, batch, leaves = _rank_output(1)  # no G2E rows
+    assert g2e_loss(out, batch, out.g2e_scale).item() == 0.0
+    empty = SimpleNamespace(tail=torch.empty(0, dtype=torch.long))
+    out.tail_row, out.y_hr = torch.empty(0, dtype=torch.long), leaves["y_hr"][:0]
+    loss = e2e_loss(out, empty, out.e2e_scale)
+    assert loss.item() == 0.0
+    loss.backward()  # connected to the graph: no error, zero gradients
+    assert not leaves["emb"].grad.any()
