@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments.evaluate import scorer_for
 from kgclip.config import apply_overrides, from_dict, load_yaml, load_yaml_section
 from kgclip.errors import ConfigError
 from kgclip.evaluation import evaluate, flat_metrics
@@ -37,24 +38,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from experiments.evaluate import scorer_for
+def variant_configs(grid_path: str | Path, only: list[str] | None = None, overrides: list[str] | None = None) -> tuple[GridConfig, dict[str, RunConfig]]:
+    """The grid and the resolved training config of each (selected) variant, in the grid's order.
 
-    grid_path = Path(args.grid)
+    A variant's config is the base config with the grid's overrides, the variant's own, then
+    ``overrides`` (the command line), named ``<grid>_<variant>``.
+    """
+    grid_path = Path(grid_path)
     grid = from_dict(GridConfig, load_yaml(grid_path))
     if not grid.variants:
         raise ConfigError(f"{grid_path}: no variants")
-    unknown = set(args.only or []) - set(grid.variants)
+    unknown = set(only or []) - set(grid.variants)
     if unknown:
         raise ConfigError(f"unknown variant(s) {sorted(unknown)}; the grid has {', '.join(grid.variants)}")
     base = load_yaml_section(grid.base, relative_to=grid_path)
+    configs = {}
+    for name, extra in grid.variants.items():
+        if only and name not in only:
+            continue
+        data = apply_overrides(base, [*grid.overrides, *(extra or []), *(overrides or []), f"name={grid.name}_{name}"])
+        configs[name] = from_dict(RunConfig, data)
+    return grid, configs
+
+
+def run(args: argparse.Namespace) -> int:
+    grid, configs = variant_configs(args.grid, args.only, args.overrides)
     rows: dict[str, dict[str, float]] = {}
     out_dir = None
-    for name, extra in grid.variants.items():
-        if args.only and name not in args.only:
-            continue
-        data = apply_overrides(base, [*grid.overrides, *(extra or []), *args.overrides, f"name={grid.name}_{name}"])
-        config = from_dict(RunConfig, data)
+    for name, config in configs.items():
         out_dir = Path(config.run_dir)
         print(f"[grid] {name}: training {config.train.steps} steps")
         train_loop(config, quiet=args.quiet)
