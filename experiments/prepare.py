@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from data_prep.common import Conversion
+from kgclip.errors import StoreError
 from kgclip.store import SplitConfig, StoreWriter, merge_stores
 
 Converter = Callable[[argparse.Namespace, StoreWriter, Conversion], None]
@@ -67,10 +68,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mp.set_defaults(func=run_merge)
 
 
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """The files and folders named by a verb's arguments (``--overwrite`` never replaces one of them)."""
+    values = [v for k, v in vars(args).items() if k != "out"]
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    return [str(x) for x in flat if isinstance(x, str | Path) and str(x) and Path(x).exists()]
+
+
 def run(args: argparse.Namespace) -> int:
     source, convert, _ = _VERBS[args.source]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
-    with StoreWriter(args.out, split=_split(args), settings=settings, overwrite=args.overwrite) as w:
+    with StoreWriter(args.out, split=_split(args), settings=settings, overwrite=args.overwrite, inputs=_inputs(args)) as w:
         conv = Conversion(source, w, max_bad_fraction=args.max_bad_fraction, limit=args.limit)
         convert(args, w, conv)
         conv.check(final=True)
@@ -93,6 +101,9 @@ def run_merge(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from data_prep.demo_world import convert_demo_world, write_demo_world
 
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "raw").is_dir())):
+        raise StoreError(f"{out}: exists and is not a demo world (no raw/ folder); give a new or empty folder")
     files = write_demo_world(args.out, scenes=args.scenes, seed=args.seed)
     stores = convert_demo_world(files, seed=args.seed)
     from kgclip.store import KnowledgeStore

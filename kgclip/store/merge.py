@@ -32,7 +32,7 @@ def merge_stores(
             if roots.setdefault(src, root) != root:
                 raise StoreError(f"{s.path}: source {src!r} has image root {root}, another store has {roots[src]}")
     settings = {"merged_from": [str(s.path) for s in stores]}
-    with StoreWriter(out, image_roots=roots, split=split, settings=settings, overwrite=overwrite) as w:
+    with StoreWriter(out, image_roots=roots, split=split, settings=settings, overwrite=overwrite, inputs=paths) as w:
         for s in stores:
             e = s.entities
             new_ids = np.empty(len(e), dtype=np.int64)

@@ -1,9 +1,10 @@
-"""Reading a knowledge store: tables, id maps, image paths."""
+"""Reading a knowledge store: tables, id maps, image paths (never outside their image root)."""
 
 import hashlib
 import json
 import os
 from functools import cached_property
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,60 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kgclip.errors import StoreError
-from kgclip.store.format import ENTITIES_DIR, ENTITY_SCHEMA, MANIFEST, READABLE_VERSIONS, RELATIONS, TRIPLETS_DIR
+from kgclip.store.files import data_files, file_problems
+from kgclip.store.format import (
+    ENTITIES_DIR,
+    ENTITY_SCHEMA,
+    MANIFEST,
+    READABLE_VERSIONS,
+    RELATION_SCHEMA,
+    RELATIONS,
+    TRIPLET_SCHEMA,
+    TRIPLETS_DIR,
+)
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the first line, or its type when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _read_parquet(path: Path, columns: list[str] | None = None, schema: pa.Schema | None = None) -> pa.Table:
+    """Read a shard; with ``schema``, only its columns that the file has, in the schema's order."""
     try:
+        if columns is None and schema is not None:
+            have = set(pq.read_schema(path).names)
+            columns = [f.name for f in schema if f.name in have]
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: cannot read parquet ({str(exc).splitlines()[0]})") from None
+        raise StoreError(f"{path}: cannot read parquet ({one_line(exc)})") from None
+
+
+def inside_root(root: Path, relative: str, what: str) -> Path:
+    """``root / relative``, refused unless it stays inside ``root`` with symbolic links resolved.
+
+    Args:
+        root: the image root.
+        relative: the stored image path.
+        what: names the record in the error (e.g. "entity 'vg:1/image'").
+
+    Raises:
+        StoreError: the path is absolute, climbs out with ``..``, or a link leads outside.
+    """
+    real_root = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(real_root, relative))
+    if full != real_root and not full.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise StoreError(f"{what}: image path {relative!r} escapes its image root {root}")
+    return Path(root) / relative
+
+
+
+def _concat_tables(tables: list[pa.Table], where: Path) -> pa.Table:
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowException as exc:
+        raise StoreError(f"{where}: shards of different schemas ({one_line(exc)})") from None
 
 
 def _with_none(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -41,15 +88,19 @@ class KnowledgeStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
-            raise StoreError(f"{self.path}: no such store folder")
+            aside = sorted(self.path.parent.glob(f".{glob_escape(self.path.name)}.old-*")) if self.path.parent.is_dir() else []
+            hint = f" (an interrupted overwrite left the old store at {aside[0].name}; the next prepare into {self.path.parent} restores it)" if aside else ""
+            raise StoreError(f"{self.path}: no such store folder{hint}")
         mpath = self.path / MANIFEST
         if not mpath.is_file():
             raise StoreError(f"{mpath}: missing (not a knowledge store?)")
         try:
             self.manifest: dict[str, Any] = json.loads(mpath.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{mpath}: unreadable manifest ({exc})") from None
-        version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
+            raise StoreError(f"{mpath}: unreadable manifest ({one_line(exc)})") from None
+        if not isinstance(self.manifest, dict):
+            raise StoreError(f"{mpath}: not a JSON object (not a knowledge store?)")
+        version = self.manifest.get("format_version")
         if version not in READABLE_VERSIONS:
             raise StoreError(f"{mpath}: format version {version!r}, this kgclip reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         for sub, files in ((ENTITIES_DIR, self.entity_files), (TRIPLETS_DIR, self.triplet_files)):
@@ -66,8 +117,8 @@ class KnowledgeStore:
     def triplet_files(self) -> list[Path]:
         return sorted((self.path / TRIPLETS_DIR).glob("*.parquet"))
 
-    def _concat(self, files: list[Path], columns: list[str] | None) -> pa.Table:
-        return pa.concat_tables([_read_parquet(p, columns) for p in files])
+    def _concat(self, files: list[Path], columns: list[str] | None, schema: pa.Schema) -> pa.Table:
+        return _concat_tables([_read_parquet(p, columns, schema) for p in files], files[0].parent)
 
     def entity_table(self, columns: list[str] | None = None) -> pa.Table:
         """Entities as a pyarrow table (optionally only some columns).
@@ -80,17 +131,17 @@ class KnowledgeStore:
             try:
                 present = set(pq.read_schema(p).names)
             except (OSError, pa.ArrowException) as exc:
-                raise StoreError(f"{p}: cannot read parquet ({str(exc).splitlines()[0]})") from None
+                raise StoreError(f"{p}: cannot read parquet ({one_line(exc)})") from None
             absent = [c for c in wanted if c not in present and c in ENTITY_SCHEMA.names]
             table = _read_parquet(p, [c for c in wanted if c not in absent])
             for c in absent:
                 table = table.append_column(ENTITY_SCHEMA.field(c), pa.nulls(len(table), ENTITY_SCHEMA.field(c).type))
             parts.append(table.select(wanted))
-        return pa.concat_tables(parts)
+        return _concat_tables(parts, self.path / ENTITIES_DIR)
 
     def triplet_table(self, columns: list[str] | None = None) -> pa.Table:
-        """Triplets as a pyarrow table (optionally only some columns)."""
-        return self._concat(self.triplet_files, columns)
+        """Triplets as a pyarrow table (optionally only some columns; columns of no format are left out)."""
+        return self._concat(self.triplet_files, columns, TRIPLET_SCHEMA)
 
     @cached_property
     def entities(self) -> pd.DataFrame:
@@ -99,7 +150,7 @@ class KnowledgeStore:
 
     @cached_property
     def relations(self) -> pd.DataFrame:
-        return _with_none(_read_parquet(self.path / RELATIONS).to_pandas(), ("key", "text"))
+        return _with_none(_read_parquet(self.path / RELATIONS, schema=RELATION_SCHEMA).to_pandas(), ("key", "text"))
 
     @cached_property
     def triplets(self) -> pd.DataFrame:
@@ -126,33 +177,85 @@ class KnowledgeStore:
     def relation_keys(self) -> np.ndarray:
         return self.relations["key"].to_numpy(dtype=object)
 
+    def _count(self, name: str) -> int:
+        counts = self.manifest.get("counts")
+        n = counts.get(name) if isinstance(counts, dict) else None
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise StoreError(f"{self.path / MANIFEST}: counts.{name} is {n!r}, expected a number")
+        return n
+
     @property
     def num_entities(self) -> int:
-        return int(self.manifest["counts"]["entities"])
+        """Entities, as the manifest counts them (:func:`kgclip.store.open_valid` checks it against the files)."""
+        return self._count("entities")
 
     @property
     def num_relations(self) -> int:
-        return int(self.manifest["counts"]["relations"])
+        """Relations, as the manifest counts them."""
+        return self._count("relations")
 
     def image_root(self, source: str) -> Path:
         """The folder that image paths of ``source`` are relative to (relative roots: to the store)."""
-        roots = self.manifest.get("image_roots", {})
-        if source not in roots:
+        roots = self.manifest.get("image_roots") or {}
+        if not isinstance(roots, dict) or not isinstance(roots.get(source), str):
             raise StoreError(f"{self.path / MANIFEST}: no image root for source {source!r}")
         root = Path(roots[source])
         return root if root.is_absolute() else (self.path / root)
 
     def image_path(self, entity_id: int) -> Path:
-        """Full path of an image entity's file."""
+        """Full path of an image entity's file, checked to stay inside its image root.
+
+        Raises:
+            StoreError: the entity has no image, or its path leaves the image root (``..``, an
+                absolute path, or a symbolic link leading outside); the message names the entity.
+        """
         row = self.entities.iloc[int(entity_id)]
         if row["image"] is None:
             raise StoreError(f"{self.path}: entity {row['key']!r} has no image")
-        return self.image_root(row["source"]) / row["image"]
+        return inside_root(self.image_root(row["source"]), row["image"], f"{self.path}: entity {row['key']!r}")
+
+    def image_paths(self) -> np.ndarray:
+        """Full image path (str) of every entity by id, None where it has no image; each checked like :meth:`image_path`.
+
+        Every distinct image is checked once (one ``realpath`` per image file and folder).
+        """
+        e = self.entities
+        out = np.full(len(e), None, dtype=object)
+        has = e["image"].notna().to_numpy()
+        if not has.any():
+            return out
+        pairs = pd.DataFrame({"source": e["source"].to_numpy()[has], "image": e["image"].to_numpy()[has], "key": e["key"].to_numpy()[has]})
+        first = pairs.drop_duplicates(["source", "image"])
+        checked = {}
+        for src, img, key in zip(first["source"], first["image"], first["key"], strict=True):
+            checked[(src, img)] = str(inside_root(self.image_root(src), img, f"{self.path}: entity {key!r}"))
+        out[has] = [checked[(s, i)] for s, i in zip(pairs["source"], pairs["image"], strict=True)]
+        return out
+
+    def file_problems(self, hashes: bool = False) -> list[str]:
+        """How the data files differ from the table the writer recorded in the manifest.
+
+        Sizes and the list of files always (a ``stat`` per file); with ``hashes`` also every file's
+        SHA-256 (reads all data). Stores written before the table existed have nothing to compare:
+        an empty list.
+        """
+        table = self.manifest.get("files")
+        return [] if table is None else file_problems(self.path, table, hashes=hashes)
 
     def fingerprint(self) -> str:
-        """A hash of the manifest; it changes whenever the store is rewritten."""
-        return hashlib.sha256((self.path / MANIFEST).read_bytes()).hexdigest()[:16]
+        """A short hash that changes whenever the store is rewritten or a data file is added, removed or resized.
+
+        It covers the manifest's bytes (which hold every data file's size and SHA-256 as written,
+        and the counts) and the name and current size of every data file present. A file changed
+        in place to the very same size is not seen here: :meth:`file_problems` with ``hashes=True``
+        (run by ``kgclip info``) finds it. Stores written before the manifest held the file table
+        are covered by their manifest and their files' current sizes.
+        """
+        h = hashlib.sha256((self.path / MANIFEST).read_bytes())
+        for name in data_files(self.path):
+            h.update(f"\n{name}:{(self.path / name).stat().st_size}".encode())
+        return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
-        c = self.manifest.get("counts", {})
+        c = self.manifest.get("counts") if isinstance(self.manifest.get("counts"), dict) else {}
         return f"KnowledgeStore({str(self.path)!r}, entities={c.get('entities')}, relations={c.get('relations')}, triplets={c.get('triplets')})"

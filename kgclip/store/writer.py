@@ -3,7 +3,9 @@
 Entities are written in shards as they come; triplets are spooled to temporary shards and
 finished (deduplicated, split, leakage-blocked) when the writer closes. Everything is written
 under a hidden temporary folder and renamed into place at the end: an interrupted or failed write
-leaves no half store behind.
+leaves no half store behind, and a replaced store is swapped atomically (see
+:mod:`kgclip.store.placement`). The manifest records every data file's size and SHA-256
+(``files``), from which :meth:`KnowledgeStore.fingerprint` and validation tell a changed store.
 """
 
 import json
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 
 from kgclip import __version__
 from kgclip.errors import StoreError
+from kgclip.store.files import file_table
 from kgclip.store.format import (
     ENTITIES_DIR,
     ENTITY_SCHEMA,
@@ -33,6 +36,7 @@ from kgclip.store.format import (
     TRIPLET_SCHEMA,
     TRIPLETS_DIR,
 )
+from kgclip.store.placement import check_replaceable, clean_stale, swap_into_place, temp_path
 from kgclip.store.splits import SplitConfig, finish_triplets, key_hashes
 from kgclip.typing import MODALITIES, SPLITS
 
@@ -66,7 +70,9 @@ class StoreWriter:
         split: how triplets without an explicit split are divided.
         shard_rows: rows per parquet shard.
         settings: free-form creation settings recorded in the manifest.
-        overwrite: replace an existing store at ``path`` (only once the new one is complete).
+        overwrite: replace an existing store at ``path`` (only once the new one is complete); anything
+            else at ``path`` (a file, a folder that is not a store, one of ``inputs``) is refused.
+        inputs: files or folders the write reads (never replaced).
     """
 
     def __init__(
@@ -78,10 +84,14 @@ class StoreWriter:
         shard_rows: int = 1_000_000,
         settings: dict[str, Any] | None = None,
         overwrite: bool = False,
+        inputs: Iterable[str | os.PathLike] = (),
     ) -> None:
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
+        clean_stale(self.path.parent)
+        if os.path.lexists(self.path) and not overwrite:
             raise StoreError(f"{self.path}: already exists (pass overwrite to replace it)")
+        self._inputs = [str(p) for p in inputs]
+        check_replaceable(self.path, self._inputs)
         self.image_roots = {k: str(v) for k, v in (image_roots or {}).items()}
         self.split = split or SplitConfig()
         self.shard_rows = int(shard_rows)
@@ -89,10 +99,14 @@ class StoreWriter:
         # of the open shard every few thousand rows.
         self._entity_rows = min(self.shard_rows, _ENTITY_BUFFER_ROWS)
         self.settings = dict(settings or {})
-        self._tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        (self._tmp / ENTITIES_DIR).mkdir(parents=True)
-        (self._tmp / TRIPLETS_DIR).mkdir()
+        self._tmp = temp_path(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            (self._tmp / ENTITIES_DIR).mkdir(parents=True)
+            (self._tmp / TRIPLETS_DIR).mkdir()
+        except OSError as exc:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise StoreError(f"{self.path}: cannot create the store folder ({exc.strerror or exc})") from None
         self._overwrite = overwrite
         self._entity_ids: dict[str, int] = {}
         self._concepts: dict[int, str] = {}  # entity id -> concept, for the entities that are views
@@ -380,21 +394,18 @@ class StoreWriter:
             "self_loops": report.self_loops,
             "settings": self.settings,
         }
+        manifest["files"] = file_table(self._tmp)
         write_json_atomic(self._tmp / MANIFEST, manifest)
         self._move_into_place()
         self._closed = True
         return manifest
 
     def _move_into_place(self) -> None:
-        old = None
-        if self.path.exists():
+        if os.path.lexists(self.path):
             if not self._overwrite:
                 raise StoreError(f"{self.path}: appeared while writing; not replaced")
-            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.path, old)
-        os.replace(self._tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            check_replaceable(self.path, self._inputs)
+        swap_into_place(self._tmp, self.path)
 
     def abort(self) -> None:
         """Remove everything written so far; the target path is left untouched."""
