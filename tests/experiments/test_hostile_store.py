@@ -156,7 +156,7 @@ def test_6_a_kill_right_after_the_exchange_leaves_the_new_store(tmp_path, triple
 
     _killed(child)
     assert json.loads((tmp_path / "s" / "manifest.json").read_text())["counts"]["entities"] == 3
-    rc, err, out = run_cli(capsys, "info", tmp_path / "s")
+    rc, err, _ = run_cli(capsys, "info", tmp_path / "s")
     assert rc == 0, err
     rc, err, _ = run_cli(capsys, "prepare", "triples", triples, "--out", tmp_path / "other")
     assert rc == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["other", "s", "t.tsv"]

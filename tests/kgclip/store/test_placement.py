@@ -9,8 +9,7 @@ import os
 import pytest
 
 from kgclip.errors import StoreError
-from kgclip.store import KnowledgeStore, StoreWriter, merge_stores, open_valid
-from kgclip.store import placement, writer
+from kgclip.store import KnowledgeStore, StoreWriter, merge_stores, open_valid, placement, writer
 from kgclip.store.placement import HOST, check_replaceable, clean_stale, exchange, is_store, temp_path
 from tests.conftest import write_toy_store
 
