@@ -45,7 +45,7 @@ def _rank(rank: int, world: int, port: int, data: dict) -> None:
 def _throughput(run_dir: Path, skip: int) -> float:
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))[skip:]
-    return sum(float(r["triplets_per_s"]) for r in rows) / max(len(rows), 1)
+    return sum(float(r["examples_per_s"]) for r in rows) / max(len(rows), 1)
 
 
 def main() -> None:
@@ -77,7 +77,7 @@ def main() -> None:
         gpu = replace(base, name="gpu", model=replace(base.model, clip_model="ViT-B-32", fusion_width=1024, fusion_layers=4, fusion_heads=16),
                       data=replace(base.data, batch_size=128), train=replace(base.train, precision="bf16", device="cuda"))
         res = train_loop(gpu, quiet=True)
-        row("GPU, ViT-B/32 recipe, bf16: triplets/s", f"{res.triplets_per_second:,.1f}")
+        row("GPU, ViT-B/32 recipe, bf16: triplets/s", f"{res.examples_per_second:,.1f}")
 
 
 if __name__ == "__main__":

@@ -84,9 +84,9 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     for i, (name, stage) in enumerate(stages.items(), start=2):
         say(f"[demo] {i}/5 training {name} ({stage.train.steps} steps)")
         ts = time.time()
-        res = train_loop(stage, quiet=quiet)
+        res = train_loop(stage, force=True, quiet=quiet)  # a demo run again moves its earlier runs aside
         timings[name] = time.time() - ts
-        say(f"        {res.steps} steps, {res.triplets_per_second:.0f} triplets/s, data wait {100 * res.data_wait_share:.1f}%")
+        say(f"        {res.steps} steps, {res.examples_per_second:.0f} triplets/s, data wait {100 * res.data_wait_share:.1f}%")
         if name == "clip_pretrain":
             model, _, _ = load_trained(res.last_checkpoint)
             export_open_clip(model, pretrained)

@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("grid", help="grid YAML (see experiments/configs/ablation.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value applied to every variant (after the grid's own)")
     p.add_argument("--only", nargs="+", default=None, help="run only these variants")
+    p.add_argument("--force", action="store_true", help="move earlier runs of the same variants aside (to <name>.old-<time>) and train again")
     p.set_defaults(func=run)
 
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for name, config in configs.items():
         out_dir = Path(config.run_dir)
         print(f"[grid] {name}: training {config.train.steps} steps")
-        train_loop(config, quiet=args.quiet)
+        train_loop(config, force=args.force, quiet=args.quiet)
         if grid.eval.store:
             store = KnowledgeStore(grid.eval.store)
             scorer = scorer_for(str(out_dir / config.name), store, name=name)

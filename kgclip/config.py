@@ -1,15 +1,23 @@
 """Configs as dataclasses: built from YAML mappings, overridable as ``key=value``, checked strictly.
 
 An unknown key is an error that lists the valid keys near it; a value of the wrong type names the
-key and the expected type.
+key and the expected type. The loader checks, once, everything a field's type states:
+
+- ``Literal["pad", "drop"]``: one of the listed choices;
+- ``Annotated[int, Range(ge=1)]``: a number in range (``float`` values are also finite: ``nan`` and
+  ``inf`` are refused for every float field);
+- ``tuple[float, float]``: exactly that many items.
+
+:func:`check` runs the same checks on a config built in code (``dataclasses.replace``).
 """
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 
@@ -18,24 +26,53 @@ from kgclip.errors import ConfigError
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric field, used as ``Annotated[int, Range(ge=1)]``; None: unbounded."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def check(self, value: float, key: str) -> None:
+        """Raise a ConfigError naming ``key`` if ``value`` is out of range."""
+        for bound, ok, word in ((self.ge, lambda b: value >= b, ">="), (self.gt, lambda b: value > b, ">"),
+                                (self.le, lambda b: value <= b, "<="), (self.lt, lambda b: value < b, "<")):
+            if bound is not None and not ok(bound):
+                raise ConfigError(f"{key}: must be {word} {bound:g}, got {value!r}")
+
+
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        out = _coerce(value, args[0], key)
+        for meta in args[1:]:
+            if isinstance(meta, Range) and out is not None:
+                meta.check(out, key)
+        return out
+    if origin is Literal:
+        if value in args and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _coerce(value, a, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                if len([b for b in args if b is not type(None)]) == 1:
+                    raise  # one candidate type: its own message is the precise one
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -44,6 +81,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)} ({value!r})")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         inner = args[0] if args else Any
         items = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -54,14 +95,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -77,7 +123,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are ConfigErrors."""
-    hints = typing.get_type_hints(cls)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for k in data:
         if k not in names:
@@ -86,6 +134,15 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             raise ConfigError(f"unknown config key '{prefix}{k}'{hint} (valid keys: {', '.join(prefix + n for n in names)})")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def check(obj: T) -> T:
+    """Run the loader's checks on a config dataclass built in code; returns an equal, checked copy.
+
+    Raises:
+        ConfigError: naming the first key whose value does not fit its field.
+    """
+    return from_dict(type(obj), to_dict(obj))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

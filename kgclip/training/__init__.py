@@ -1,7 +1,11 @@
-"""Training: the loop, checkpoints and exact resume, distributed helpers, configs."""
+"""Training: the Trainer and its tasks, checkpoints and exact resume, run folders, distributed helpers, configs."""
 
 from kgclip.training.checkpoint import load_checkpoint, resolve_checkpoint
 from kgclip.training.config import DataConfig, OptimConfig, RunConfig, TrainConfig
-from kgclip.training.loop import TrainingError, TrainResult, train_loop
+from kgclip.training.distributed import DistEnv
+from kgclip.training.knowledge import KnowledgeTask
+from kgclip.training.loop import train_loop
+from kgclip.training.trainer import StatefulLoader, Trainer, TrainingError, TrainResult, TrainTask
 
-__all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "TrainResult", "TrainingError", "load_checkpoint", "resolve_checkpoint", "train_loop"]
+__all__ = ["DataConfig", "DistEnv", "KnowledgeTask", "OptimConfig", "RunConfig", "StatefulLoader", "TrainConfig", "TrainResult", "TrainTask",
+           "Trainer", "TrainingError", "load_checkpoint", "resolve_checkpoint", "train_loop"]

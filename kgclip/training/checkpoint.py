@@ -20,6 +20,15 @@ from kgclip.errors import KgclipError
 CKPT_RE = re.compile(r"^step-(\d+)\.pt$")
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line; its type name when its message is empty (``EOFError()``)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if text:
+        return text[:limit]
+    return "the file is empty or cut short" if isinstance(exc, EOFError) else type(exc).__name__
+
+
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     version, internal, gauss = random.getstate()
@@ -44,15 +53,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step in a checkpoint's file name (``step-0000042.pt`` -> 42)."""
+    m = CKPT_RE.match(Path(path).name)
+    if not m:
+        raise KgclipError(f"{path}: not a checkpoint file name (step-NNNNNNN.pt)")
+    return int(m.group(1))
+
+
 def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep_last: int) -> Path:
-    """Write ``checkpoints/step-XXXXXXX.pt`` atomically and keep only the last ``keep_last``."""
+    """Write ``checkpoints/step-XXXXXXX.pt`` atomically and keep only the last ``keep_last`` (0: all).
+
+    Pruning only looks at checkpoints up to ``step``: the run folder holds one run (see
+    :mod:`kgclip.training.rundir`), and a resumed run sets later ones aside before it trains.
+    """
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:07d}.pt"
     tmp = folder / f".{path.name}.tmp-{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    mine = [p for p in list_checkpoints(run_dir) if checkpoint_step(p) <= step]
+    for old in mine[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
 
@@ -83,7 +109,27 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise KgclipError(f"{p}: not a readable kgclip checkpoint ({str(exc).splitlines()[0][:200]})") from None
+        raise KgclipError(f"{p}: not a readable kgclip checkpoint ({first_line(exc)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise KgclipError(f"{p}: not a kgclip checkpoint (no model/config entries)")
     return ckpt
+
+
+def newest_loadable(run_dir: Path, up_to: int | None = None) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]]:
+    """The newest checkpoint of a run that loads, and those newer that did not (path, reason).
+
+    Raises:
+        KgclipError: no checkpoint, or none loads (naming the newest one's problem).
+    """
+    ckpts = list_checkpoints(run_dir)
+    if up_to is not None:
+        ckpts = [p for p in ckpts if checkpoint_step(p) <= up_to]
+    if not ckpts:
+        raise KgclipError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(ckpts):
+        try:
+            return path, load_checkpoint(path), skipped
+        except KgclipError as exc:
+            skipped.append((path, str(exc)))
+    raise KgclipError(f"{run_dir}: none of its {len(ckpts)} checkpoint(s) loads; the newest: {skipped[0][1]}")

@@ -1,9 +1,22 @@
-"""The training configuration (one YAML file, sections below)."""
+"""The training configuration (one YAML file, sections below).
+
+Choices are ``Literal`` types and bounds are ``Range`` annotations: the config loader
+(:func:`kgclip.config.from_dict`) checks them once, with a one-line error naming the key.
+"""
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
+from kgclip.config import Range
 from kgclip.losses import LossConfig
 from kgclip.model.knowledge_clip import ModelConfig
+
+Precision = Literal["auto", "fp32", "bf16"]
+"""``auto``: bf16 autocast on GPU, fp32 on CPU."""
+Device = Literal["auto", "cpu", "cuda"]
+
+_POSITIVE = Range(ge=1)
+_NON_NEGATIVE = Range(ge=0)
 
 
 @dataclass
@@ -18,58 +31,68 @@ class DataConfig:
     """
 
     store: str = ""
-    batch_size: int = 64
-    fanouts: list[int] = field(default_factory=lambda: [4])
-    num_workers: int = 0
-    uneven: str = "pad"
-    cache_size: int = 4096
+    batch_size: Annotated[int, _POSITIVE] = 64
+    fanouts: list[Annotated[int, _NON_NEGATIVE]] = field(default_factory=lambda: [4])
+    num_workers: Annotated[int, _NON_NEGATIVE] = 0
+    uneven: Literal["pad", "drop"] = "pad"
+    cache_size: Annotated[int, _NON_NEGATIVE] = 4096
 
 
 @dataclass
 class OptimConfig:
-    """AdamW with two learning rates, cosine schedule with linear warm-up, clipping, accumulation."""
+    """AdamW with two learning rates, cosine schedule with linear warm-up, clipping, accumulation.
 
-    tower_lr: float = 1e-5
-    new_lr: float = 1e-3
-    weight_decay: float = 0.2
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    accum_steps: int = 1
+    Attributes:
+        tower_lr, new_lr: learning rates of the CLIP towers and of the new modules (a task's
+            parameter groups choose which parameters get which).
+        weight_decay, betas, eps: AdamW's.
+        warmup_steps: linear warm-up from ``lr / warmup_steps`` to ``lr``; then a cosine down to
+            ``min_lr_ratio * lr`` at the last step.
+        grad_clip: the gradient norm is clipped to this (0: off).
+        accum_steps: micro-batches per optimizer step.
+    """
+
+    tower_lr: Annotated[float, _NON_NEGATIVE] = 1e-5
+    new_lr: Annotated[float, _NON_NEGATIVE] = 1e-3
+    weight_decay: Annotated[float, _NON_NEGATIVE] = 0.2
+    betas: tuple[Annotated[float, Range(ge=0, lt=1)], Annotated[float, Range(ge=0, lt=1)]] = (0.9, 0.98)
+    eps: Annotated[float, Range(gt=0)] = 1e-6
+    warmup_steps: Annotated[int, _NON_NEGATIVE] = 100
+    min_lr_ratio: Annotated[float, Range(ge=0, le=1)] = 0.0
+    grad_clip: Annotated[float, _NON_NEGATIVE] = 1.0
+    accum_steps: Annotated[int, _POSITIVE] = 1
 
 
 @dataclass
 class TrainConfig:
     """Attributes:
     steps: optimizer steps in all.
-    checkpoint_every, keep_last: checkpoint cadence and how many to keep.
+    checkpoint_every, keep_last: checkpoint cadence and how many to keep (0: all).
     log_every: metrics.csv rows every N steps.
     precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``.
     device: ``auto``, ``cpu`` or ``cuda``.
     grad_checkpointing: recompute the towers' activations in backward.
     lock_image, lock_text: freeze a tower.
     teacher: ``start`` (a frozen copy of the starting CLIP) or ``none``.
-    resume: None, ``latest`` or a checkpoint path.
+    resume: None, ``latest`` (this run's newest checkpoint that loads) or a checkpoint path.
     """
 
-    steps: int = 1000
-    checkpoint_every: int = 500
-    keep_last: int = 2
-    log_every: int = 10
-    precision: str = "auto"
-    device: str = "auto"
+    steps: Annotated[int, _POSITIVE] = 1000
+    checkpoint_every: Annotated[int, _POSITIVE] = 500
+    keep_last: Annotated[int, _NON_NEGATIVE] = 2
+    log_every: Annotated[int, _POSITIVE] = 10
+    precision: Precision = "auto"
+    device: Device = "auto"
     grad_checkpointing: bool = False
     lock_image: bool = False
     lock_text: bool = False
-    teacher: str = "start"
+    teacher: Literal["start", "none"] = "start"
     resume: str | None = None
 
 
 @dataclass
 class RunConfig:
-    """A whole training run: ``runs/<name>/`` under ``run_dir``."""
+    """A whole training run: ``<run_dir>/<name>/``; ``name`` is one path component."""
 
     name: str = "run"
     run_dir: str = "runs"
@@ -79,3 +102,8 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def uses_fusion(config: RunConfig) -> bool:
+    """True when the run trains the fusion encoder (a loss part needs it); else it is a plain CLIP run."""
+    return bool(config.loss.e2e or config.loss.e2r or config.loss.g2e)

@@ -64,3 +64,63 @@ def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
         parts = dist_nn.all_gather(padded)
     rank = dist.get_rank()
     return torch.cat([p[:s] for p, s in zip(parts, sizes_l, strict=True)]), sum(sizes_l[:rank])
+
+
+def wrap_ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
+    """DistributedDataParallel around ``model`` when several ranks run, else ``model`` itself.
+
+    ``find_unused_parameters`` because a step may leave parts of the model unused (a switched-off
+    loss part, a batch without images); see :class:`OutputTap` for the rest of that work-around.
+    """
+    if not env.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None, find_unused_parameters=True)
+
+
+def _tensors(obj) -> "list[Tensor]":
+    import dataclasses
+
+    if isinstance(obj, Tensor):
+        return [obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [t for f in dataclasses.fields(obj) for t in _tensors(getattr(obj, f.name))]
+    if isinstance(obj, list | tuple):
+        return [t for x in obj for t in _tensors(x)]
+    if isinstance(obj, dict):
+        return [t for x in obj.values() for t in _tensors(x)]
+    return []
+
+
+class OutputTap:
+    """Records the outputs of every forward call of a module, so that ``zero_sum()`` can join them
+    all to the loss.
+
+    DDP expects every output that needs a gradient to reach the loss; a loss part switched off
+    leaves some out and DDP would wait for their gradients forever. Adding ``0 * sum(outputs)``
+    to the loss (the zero-sum trick) changes no value and no gradient.
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.outputs: list = []
+        self._handle = module.register_forward_hook(lambda _m, _i, out: self.outputs.append(out))
+
+    def zero_sum(self) -> Tensor:
+        """``0 * sum`` of the recorded outputs that need a gradient; clears the record."""
+        parts = [t.float().sum() for t in _tensors(self.outputs) if t.requires_grad]
+        self.outputs = []
+        return 0.0 * torch.stack(parts).sum() if parts else torch.zeros(())
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def mean_over_ranks(values: dict[str, float], env: DistEnv) -> dict[str, float]:
+    """The mean of each value over all ranks (the global batch's loss, not this rank's)."""
+    if not env.distributed or not values:
+        return values
+    keys = sorted(values)
+    vals = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=env.device)
+    dist.all_reduce(vals)
+    return dict(zip(keys, (vals / env.world_size).tolist(), strict=True))

@@ -7,7 +7,9 @@ from kgclip.config import from_dict
 from kgclip.errors import KgclipError
 from kgclip.model.knowledge_clip import KnowledgeCLIP
 from kgclip.training.checkpoint import load_checkpoint, resolve_checkpoint
-from kgclip.training.config import RunConfig
+from kgclip.training.config import RunConfig, uses_fusion
+
+__all__ = ["load_trained", "uses_fusion"]
 
 
 def load_trained(path_or_run: str | os.PathLike) -> tuple[KnowledgeCLIP, RunConfig, dict]:
@@ -25,8 +27,3 @@ def load_trained(path_or_run: str | os.PathLike) -> tuple[KnowledgeCLIP, RunConf
     except RuntimeError as exc:
         raise KgclipError(f"{path}: weights do not fit the model of its own config ({str(exc).splitlines()[0]})") from None
     return model.eval(), config, ckpt
-
-
-def uses_fusion(config: RunConfig) -> bool:
-    """True when the run trained the fusion encoder (else it is a plain CLIP run)."""
-    return bool(config.loss.e2e or config.loss.e2r or config.loss.g2e)

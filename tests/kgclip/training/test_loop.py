@@ -56,7 +56,7 @@ def test_trains_a_few_steps_and_leaves_a_record(tmp_path, store):
     run = tmp_path / "runs" / "t"
     rows = _metrics(run)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
-    assert {"e2e", "e2r", "g2e", "kd", "clip", "lr_towers", "lr_new", "triplets_per_s", "data_wait_share"} <= set(rows[0])
+    assert {"e2e", "e2r", "g2e", "kd", "clip", "lr_towers", "lr_new", "examples_per_s", "data_wait_share", "skipped_examples"} <= set(rows[0])
     assert float(rows[0]["lr_new"]) == pytest.approx(0.5e-3)  # warm-up: step 1 of 2
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["batch_size"] == 16
     assert "step 4" in (run / "train.log").read_text()

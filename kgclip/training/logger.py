@@ -1,0 +1,135 @@
+"""What a run records as it trains: ``metrics.csv``, TensorBoard events, ``train.log``, a progress bar.
+
+Only the main rank writes; other ranks get a logger that only counts.
+"""
+
+import contextlib
+import csv
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from kgclip.progress import bar
+
+log = logging.getLogger("kgclip.training")
+
+METRICS = "metrics.csv"
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop the rows of ``path`` after ``step`` (written after the checkpoint a run resumes from).
+
+    Rewrites the file atomically. Returns:
+        The number of rows dropped.
+    """
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        rows = list(reader)
+    if header is None or "step" not in header:
+        return 0
+    col = header.index("step")
+    keep = [r for r in rows if len(r) > col and r[col].isdigit() and int(r[col]) <= step]
+    if len(keep) == len(rows):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(keep)
+    os.replace(tmp, path)
+    return len(rows) - len(keep)
+
+
+class MetricsLogger:
+    """Rows of ``metrics.csv`` (and TensorBoard scalars when tensorboard is installed) every
+    ``every`` steps, a line in ``train.log``, and a progress bar updated every step.
+
+    Args:
+        run_dir: the run folder (None: nothing is written, e.g. on ranks other than 0).
+        fields: the CSV columns (``step`` first); a row leaves missing ones empty.
+        total, start: the progress bar's last and first step (``start`` > 0 on resume: the CSV
+            keeps its rows up to ``start`` and TensorBoard purges events after it).
+        every: write every N steps (and at the last step).
+        desc: the progress bar's label; quiet: no progress bar.
+    """
+
+    def __init__(self, run_dir: Path | None, fields: list[str], *, total: int, start: int = 0, every: int = 1,
+                 desc: str = "train", quiet: bool = False) -> None:
+        self.fields, self.every, self.total = fields, max(1, every), total
+        self.path = run_dir / METRICS if run_dir is not None else None
+        self.tb = None
+        if self.path is not None:
+            if start == 0 or not self.path.is_file():
+                with open(self.path, "w", newline="") as f:
+                    csv.writer(f).writerow(fields)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                pass
+            else:
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
+        self.progress = bar(total=total, initial=start, desc=desc, unit="step", disable=quiet or run_dir is None)
+
+    def update(self, step: int, values: dict[str, float | int | str], postfix: dict[str, str] | None = None) -> bool:
+        """Advance the bar to ``step``; write ``values`` if ``step`` is due. Returns whether it wrote."""
+        self.progress.update(step - self.progress.n)
+        if postfix:
+            self.progress.set_postfix(postfix, refresh=False)
+        due = step % self.every == 0 or step == self.total
+        if not due or self.path is None:
+            return due
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([_fmt(values.get(k, "")) for k in self.fields])
+        numbers = {k: v for k, v in values.items() if isinstance(v, int | float) and k != "step"}
+        if self.tb is not None:
+            for k, v in numbers.items():
+                self.tb.add_scalar(k if "/" in k else f"train/{k}", v, step)
+        log.info("step %d %s", step, json.dumps({k: round(float(v), 6) for k, v in numbers.items()}))
+        return True
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+def _fmt(v: float | int | str) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path | None) -> Iterator[None]:
+    """Send the ``kgclip`` loggers' INFO records to ``path`` and warnings to the console while in the block.
+
+    None: leave logging as it is (ranks other than 0).
+    """
+    if path is None:
+        yield
+        return
+    logger = logging.getLogger("kgclip")
+    fh = logging.FileHandler(path)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    old = (logger.level, logger.propagate)
+    logger.addHandler(fh)
+    logger.addHandler(console)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        for h in (fh, console):
+            logger.removeHandler(h)
+            h.close()
+        logger.setLevel(old[0])
+        logger.propagate = old[1]
