@@ -25,7 +25,7 @@ from kgclip.store import KnowledgeStore, SplitConfig, StoreWriter
 
 def write(path: Path, n_ent: int, n_tri: int) -> None:
     rng = np.random.default_rng(0)
-    with StoreWriter(path, split=SplitConfig(leakage="allow")) as w:
+    with StoreWriter(path, split=SplitConfig()) as w:
         for i in range(n_ent):
             if i % 3:
                 w.add_entity(f"bench:t{i}", "text", text=f"entity {i}", source="bench")

@@ -18,16 +18,31 @@ def relation_text(key: str) -> str:
     return " ".join(last.replace("_", " ").split()) or key
 
 
-def convert_triples(path: str | Path, writer: StoreWriter, conv: Conversion, *, delimiter: str = "\t", source: str = "triples") -> None:
-    """Read ``path`` into ``writer``; lines with a wrong number of fields are counted bad skips."""
+def convert_triples(
+    path: str | Path,
+    writer: StoreWriter,
+    conv: Conversion,
+    *,
+    delimiter: str = "\t",
+    source: str = "triples",
+    split: str | None = None,
+) -> None:
+    """Read ``path`` into ``writer``; lines with a wrong number of fields are counted bad skips.
+
+    ``split`` (``train``/``valid``/``test``) puts every line of the file in that split (a
+    benchmark's given split); None lets the store split by entity pair. A file without a triple
+    line, or whose first line has the wrong number of fields, is an error naming it.
+    """
     path = require_file(path, "triples file")
+    lines = 0
     for lineno, line in iter_lines(path, conv):
         if not line.strip():
             conv.skip("empty line", bad=False)
             continue
+        lines += 1
         fields = line.split(delimiter)
         if len(fields) != 3:
-            if conv.read == 1:
+            if lineno == 1:
                 raise SourceError(f"{path}:1: expected 3 fields separated by {delimiter!r}, found {len(fields)}")
             conv.skip(f"{len(fields)} fields instead of 3", f"{path}:{lineno}")
             continue
@@ -41,5 +56,7 @@ def convert_triples(path: str | Path, writer: StoreWriter, conv: Conversion, *, 
         rid = writer.add_relation(r, relation_text(r))
         if hid == tid:
             conv.note("self-loop kept")
-        writer.add_triplet(hid, rid, tid, source=source)
+        writer.add_triplet(hid, rid, tid, source=source, split=split)
         conv.kept += 1
+    if lines == 0 and not conv.done():
+        raise SourceError(f"{path}: empty file (no triple lines)")

@@ -4,7 +4,8 @@
 it is over 700 MB, so it is streamed item by item with ijson, never loaded whole. Each object is
 an image entity: the image file plus its box, clamped to the image. The same ``object_id`` is one
 entity however often it appears. Optional: ``--with-names`` adds (region, "is a", name) text
-triplets; ``attributes.json`` adds (region, "has attribute", attribute).
+triplets; ``attributes.json`` adds (region, "has attribute", attribute). Splits made by kgclip
+are by image: every triplet of a scene lands in one split.
 """
 
 import re
@@ -21,6 +22,11 @@ SOURCE = "visual_genome"
 IMAGE_DIRS = ("VG_100K", "VG_100K_2")
 IS_A = ("/r/IsA", "is a")
 HAS_ATTRIBUTE = ("/r/HasProperty", "has attribute")
+
+
+def image_group(image_id: int) -> str:
+    """The split group of every triplet of one image."""
+    return f"{SOURCE}:image/{image_id}"
 
 
 def normalise_predicate(p: str) -> str:
@@ -112,7 +118,7 @@ class _Regions:
             name = clean_text(_name(obj), self.conv)
             if name:
                 nid = self.w.add_entity(f"{SOURCE}:name/{name.lower()}", "text", text=name.lower(), source=SOURCE)
-                self.w.add_triplet(eid, self.is_a, nid, source=SOURCE)
+                self.w.add_triplet(eid, self.is_a, nid, source=SOURCE, group=image_group(image_id))
             else:
                 self.conv.note("object without a name: no name triplet")
         return eid
@@ -182,7 +188,7 @@ def convert_visual_genome(
                 rel_ids[pred] = writer.add_relation(f"{SOURCE}:{pred}", pred)
             if h == t:
                 conv.note("self-loop kept")
-            writer.add_triplet(h, rel_ids[pred], t, source=SOURCE)
+            writer.add_triplet(h, rel_ids[pred], t, source=SOURCE, group=image_group(iid))
             conv.kept += 1
 
     if objects is not None:
@@ -205,4 +211,4 @@ def convert_visual_genome(
                     text = clean_text(a, conv)
                     if text:
                         aid = writer.add_entity(f"{SOURCE}:attribute/{text.lower()}", "text", text=text.lower(), source=SOURCE)
-                        writer.add_triplet(eid, has_attr, aid, source=SOURCE)
+                        writer.add_triplet(eid, has_attr, aid, source=SOURCE, group=image_group(iid))

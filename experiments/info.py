@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"store {store.path}  (format {m['format_version']}, written by kgclip {m.get('kgclip_version')})")
     print(f"entities {c['entities']}  relations {c['relations']}  triplets {c['triplets']}  "
           f"splits {c['splits']}  duplicates removed {m.get('duplicates_removed', 0)}  "
-          f"leakage blocked {m.get('leakage_blocked', 0)}  self-loops {m.get('self_loops', 0)}")
+          f"self-loops {m.get('self_loops', 0)}")
+    print(f"leakage (triplets whose entity pair is also in another split): {m.get('leakage', 'not counted')}")
     with pd.option_context("display.width", 160, "display.max_rows", 60, "display.max_columns", 20):
         print("\nper source:")
         print(source_stats(store).to_string(index=False))

@@ -19,8 +19,8 @@ _VERBS: dict[str, tuple[str, Converter, dict[str, str]]] = {}
 def _common(p: argparse.ArgumentParser, *, records: bool = True) -> None:
     p.add_argument("--out", required=True, help="store folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store (once the new one is complete)")
-    p.add_argument("--split-ratios", default="0.9,0.05,0.05", help="train,valid,test fractions (default 0.9,0.05,0.05)")
-    p.add_argument("--leakage", choices=["block", "allow"], default="block", help="keep inverse/duplicate pairs of eval triplets out of train")
+    p.add_argument("--split-ratios", default="0.9,0.05,0.05",
+                   help="train,valid,test fractions of the groups split by kgclip (entity pairs, images; default 0.9,0.05,0.05)")
     p.add_argument("--split-seed", type=int, default=0)
     if records:
         p.add_argument("--limit", type=int, default=None, help="read only the first N records")
@@ -34,7 +34,7 @@ def _split(args: argparse.Namespace) -> SplitConfig:
         from kgclip.errors import ConfigError
 
         raise ConfigError(f"--split-ratios: expected three numbers like 0.9,0.05,0.05, got {args.split_ratios!r}") from None
-    return SplitConfig(ratios=ratios, leakage=args.leakage, seed=args.split_seed)  # type: ignore[arg-type]
+    return SplitConfig(ratios=ratios, seed=args.split_seed)  # type: ignore[arg-type]
 
 
 def register(name: str, source: str, help: str) -> Callable[[Converter], Converter]:

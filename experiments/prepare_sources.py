@@ -5,7 +5,7 @@ from pathlib import Path
 
 from data_prep.common import Conversion
 from data_prep.conceptnet import convert_conceptnet
-from data_prep.pairs import convert_coco, convert_tsv
+from data_prep.pairs import convert_coco, convert_karpathy, convert_tsv, karpathy_source
 from data_prep.triples import convert_triples
 from data_prep.visual_genome import convert_visual_genome
 from data_prep.visualsem import convert_visualsem
@@ -19,14 +19,23 @@ def _csv_list(value: str) -> list[str]:
 
 
 def _triples_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="text file of head / relation / tail lines")
+    p.add_argument("file", nargs="?", default=None, help="text file of head / relation / tail lines, split by entity pair")
+    p.add_argument("--train", default=None, help="a given train file (its lines stay in train; with --valid/--test)")
+    p.add_argument("--valid", default=None, help="a given valid file")
+    p.add_argument("--test", default=None, help="a given test file")
     p.add_argument("--delimiter", default="\t", help="field separator (default: tab; 'TAB' also accepted)")
 
 
 @register("triples", "triples", help="plain head/relation/tail text triples")
 def _triples(args: argparse.Namespace, w: StoreWriter, conv: Conversion) -> None:
     delim = "\t" if args.delimiter.upper() == "TAB" else args.delimiter
-    convert_triples(args.file, w, conv, delimiter=delim)
+    given = [(f, s) for f, s in ((args.train, "train"), (args.valid, "valid"), (args.test, "test")) if f]
+    if bool(args.file) == bool(given):
+        raise SourceError("give either one triples FILE (split by kgclip) or --train [--valid] [--test] (splits kept as given)")
+    if given and not args.train:
+        raise SourceError("--valid/--test need --train")
+    for f, split in given or [(args.file, None)]:
+        convert_triples(f, w, conv, delimiter=delim, split=split)
 
 
 def _conceptnet_args(p: argparse.ArgumentParser) -> None:
@@ -83,17 +92,23 @@ def _vs(args: argparse.Namespace, w: StoreWriter, conv: Conversion) -> None:
 
 def _pairs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coco", default=None, help="COCO captions JSON")
-    p.add_argument("--images", default=None, help="COCO image folder")
+    p.add_argument("--karpathy", default=None, help="Karpathy split JSON (dataset_coco.json, dataset_flickr30k.json): its split is kept")
+    p.add_argument("--images", default=None, help="image folder of --coco or --karpathy")
     p.add_argument("--tsv", default=None, help="CC3M-style TSV: image path <TAB> caption")
     p.add_argument("--no-check-images", action="store_true")
 
 
 @register("pairs", "pairs", help="image-caption pairs (COCO captions or a TSV)")
 def _pairs(args: argparse.Namespace, w: StoreWriter, conv: Conversion) -> None:
-    if bool(args.coco) == bool(args.tsv):
-        raise SourceError("give exactly one of --coco (with --images) or --tsv")
-    conv.source = "coco" if args.coco else "pairs"
-    if args.coco:
+    if sum(map(bool, (args.coco, args.karpathy, args.tsv))) != 1:
+        raise SourceError("give exactly one of --coco (with --images), --karpathy (with --images) or --tsv")
+    conv.source = "coco" if args.coco else karpathy_source(args.karpathy) if args.karpathy else "pairs"
+    if args.karpathy:
+        if not args.images:
+            raise SourceError("--karpathy needs --images")
+        w.image_roots[conv.source] = str(Path(args.images).resolve())
+        convert_karpathy(args.karpathy, args.images, w, conv, check_images=not args.no_check_images, source=conv.source)
+    elif args.coco:
         if not args.images:
             raise SourceError("--coco needs --images")
         w.image_roots["coco"] = str(Path(args.images).resolve())

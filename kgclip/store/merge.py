@@ -21,8 +21,8 @@ def merge_stores(
     """Merge stores into ``out`` and return its manifest.
 
     The first store that names an entity key gives its attributes; triplets keep their source and
-    split; identical triplets across stores are deduplicated and leakage blocking runs again over
-    the merged graph. Sources' image roots are united (one root per source).
+    split (given splits: leakage across them is counted in the manifest, not removed); identical
+    triplets of one split are deduplicated. Sources' image roots are united (one root per source).
     """
     stores = [KnowledgeStore(p) for p in paths]
     roots: dict[str, str] = {}

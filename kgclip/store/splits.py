@@ -1,7 +1,16 @@
-"""Finishing a triplet table: deduplication, deterministic splits, leakage blocking.
+"""Finishing a triplet table: deduplication, leak-free splits, leakage counts.
 
-Splits are assigned from a hash of the triplet's *keys* (not its ids), so the same triplet lands
-in the same split whatever else the store holds and in whatever order it was written.
+A split that kgclip makes never leaks and never drops a triplet: it is drawn per *group*, and a
+group holds everything that would leak if it were cut apart. By default a triplet's group is the
+unordered pair of its entities, each entity taken as its concept when it is a view (so
+(h, r, t), (t, r', h), (h, r2, t) and the same facts between sibling views land together); a
+converter may name a coarser group per triplet (image-caption pairs: the image; Visual Genome:
+the scene), which must hold the pair's group whole.
+
+Groups are hashed from *keys* (not ids), so the same triplet lands in the same split whatever else
+the store holds and in whatever order it was written. Splits given by the source (a benchmark's
+train/valid/test files, the Karpathy split, stores merged) are kept as given; the triplets whose
+entity pair also occurs in another split are counted, never removed.
 """
 
 from dataclasses import dataclass, field
@@ -14,43 +23,46 @@ from kgclip.typing import SPLITS
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_K_HEAD = np.uint64(0x9E3779B97F4A7C15)
-_K_REL = np.uint64(0xC2B2AE3D27D4EB4F)
-_K_TAIL = np.uint64(0x165667B19E3779F9)
+_K_LO = np.uint64(0x9E3779B97F4A7C15)
+_K_HI = np.uint64(0x165667B19E3779F9)
+_K_SEED = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 @dataclass
 class SplitConfig:
-    """How triplets without an explicit split are divided.
+    """How triplets without a given split are divided.
 
     Attributes:
-        ratios: fractions of train, valid and test; they must sum to 1.
-        leakage: ``"block"`` keeps out of train every triplet joining the same two entities as a
-            valid or test triplet (its inverse, or a duplicate under another relation);
-            ``"allow"`` does not.
+        ratios: fractions of train, valid and test; they must sum to 1. They are shares of
+            groups (entity pairs, images), so the shares of triplets come close to them.
         seed: salt of the hash; another seed gives another split.
     """
 
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05)
-    leakage: str = "block"
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.ratios = tuple(float(r) for r in self.ratios)  # type: ignore[assignment]
         if len(self.ratios) != 3 or min(self.ratios) < 0 or abs(sum(self.ratios) - 1) > 1e-6:
             raise ConfigError(f"split ratios must be three non-negative numbers summing to 1, got {self.ratios}")
-        if self.leakage not in ("block", "allow"):
-            raise ConfigError(f"split leakage must be 'block' or 'allow', got {self.leakage!r}")
 
 
 @dataclass
 class FinishReport:
-    """What finishing the triplets changed, recorded in the manifest."""
+    """What finishing the triplets found, recorded in the manifest.
+
+    Attributes:
+        duplicates_removed: identical (head, relation, tail) triplets of one split beyond the first.
+        self_loops: triplets whose head is their tail.
+        splits: triplets per split.
+        leakage: per split, its triplets whose unordered entity pair (views by concept) also
+            occurs in another split. Zero for splits kgclip makes; counted for given splits.
+    """
 
     duplicates_removed: int = 0
-    leakage_blocked: int = 0
     self_loops: int = 0
     splits: dict[str, int] = field(default_factory=dict)
+    leakage: dict[str, int] = field(default_factory=dict)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -63,64 +75,86 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def key_hashes(keys: pd.Series | np.ndarray) -> np.ndarray:
-    """A stable 64-bit hash per key string (pandas' fixed-key SipHash)."""
-    return pd.util.hash_array(np.asarray(keys, dtype=object), categorize=False).astype(np.uint64)
+    """A stable, non-zero 64-bit hash per key string (pandas' fixed-key SipHash; 0 marks "no group")."""
+    h = pd.util.hash_array(np.asarray(keys, dtype=object), categorize=False).astype(np.uint64)
+    h[h == 0] = 1
+    return h
 
 
-def hash_splits(
-    head_hash: np.ndarray, rel_hash: np.ndarray, tail_hash: np.ndarray, config: SplitConfig
-) -> np.ndarray:
-    """Assign ``train``/``valid``/``test`` from the key hashes of each triplet's three parts."""
+def entity_groups(entity_keys: np.ndarray, concepts: np.ndarray) -> np.ndarray:
+    """The hash each entity is grouped by: its concept's when it has one, else its key's."""
+    keys = np.asarray(entity_keys, dtype=object).copy()
+    concepts = np.asarray(concepts, dtype=object)
+    has = pd.notna(concepts)
+    keys[has] = concepts[has]
+    return key_hashes(keys)
+
+
+def pair_hashes(head_group: np.ndarray, tail_group: np.ndarray) -> np.ndarray:
+    """A hash of the *unordered* pair of two group hashes (the same for (a, b) and (b, a))."""
+    lo, hi = np.minimum(head_group, tail_group), np.maximum(head_group, tail_group)
     with np.errstate(over="ignore"):
-        x = head_hash * _K_HEAD ^ rel_hash * _K_REL ^ tail_hash * _K_TAIL
-        x = _mix(x + np.uint64(config.seed) * _K_HEAD)
+        h = _mix(_mix(lo * _K_LO) ^ hi * _K_HI)
+    h[h == 0] = 1
+    return h
+
+
+def hash_splits(group_hash: np.ndarray, config: SplitConfig) -> np.ndarray:
+    """Assign ``train``/``valid``/``test`` from each triplet's group hash: one group, one split."""
+    with np.errstate(over="ignore"):
+        x = _mix(np.asarray(group_hash, dtype=np.uint64) + np.uint64(config.seed) * _K_SEED)
     u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     r_train, r_valid, _ = config.ratios
     codes = np.where(u < r_train, 0, np.where(u < r_train + r_valid, 1, 2))
     return np.asarray(SPLITS, dtype=object)[codes]
 
 
+def count_leakage(head_group: np.ndarray, tail_group: np.ndarray, split: np.ndarray) -> dict[str, int]:
+    """Per split, its triplets whose unordered entity pair (as groups) also occurs in another split."""
+    pair = pd.factorize(pair_hashes(np.asarray(head_group, np.uint64), np.asarray(tail_group, np.uint64)))[0]
+    split = np.asarray(split, dtype=object)
+    seen = pd.DataFrame({"pair": pair, "split": split}).drop_duplicates()
+    multi = seen["pair"].value_counts()
+    shared = np.isin(pair, multi.index[multi > 1].to_numpy())
+    return {s: int((shared & (split == s)).sum()) for s in SPLITS}
+
+
 def finish_triplets(
     triplets: pd.DataFrame,
-    entity_hash: np.ndarray,
-    relation_hash: np.ndarray,
+    entity_group: np.ndarray,
     config: SplitConfig,
 ) -> tuple[pd.DataFrame, FinishReport]:
-    """Deduplicate, fill missing splits and block leakage.
+    """Fill missing splits by group, deduplicate within each split, count leakage.
 
     Args:
-        triplets: frame with the columns of ``TRIPLET_SCHEMA``; ``split`` may be null.
-        entity_hash: hash of each entity's key, indexed by entity id.
-        relation_hash: hash of each relation's key, indexed by relation id.
+        triplets: frame with the columns of ``TRIPLET_SCHEMA``; ``split`` may be null. An optional
+            ``group_hash`` column (uint64, 0 for none) names the converter's group of a triplet.
+        entity_group: per entity id, the hash it is grouped by (:func:`entity_groups`).
         config: the split settings.
 
     Returns:
-        The finished frame (index reset) and a report of what changed.
+        The finished frame (index reset, without ``group_hash``) and a report.
     """
     report = FinishReport()
-    n0 = len(triplets)
-    triplets = triplets.drop_duplicates(subset=["head_id", "relation_id", "tail_id"], keep="first")
-    report.duplicates_removed = n0 - len(triplets)
-    triplets = triplets.reset_index(drop=True)
-
     h = triplets["head_id"].to_numpy(np.int64)
-    r = triplets["relation_id"].to_numpy(np.int64)
     t = triplets["tail_id"].to_numpy(np.int64)
     split = triplets["split"].to_numpy(dtype=object).copy()
     missing = pd.isna(split)
     if missing.any():
-        split[missing] = hash_splits(entity_hash[h[missing]], relation_hash[r[missing]], entity_hash[t[missing]], config)
-    report.self_loops = int((h == t).sum())
+        group = pair_hashes(entity_group[h[missing]], entity_group[t[missing]])
+        if "group_hash" in triplets:
+            given = triplets["group_hash"].to_numpy(np.uint64)[missing]
+            group = np.where(given != 0, given, group)
+        split[missing] = hash_splits(group, config)
+    triplets = triplets.drop(columns=["group_hash"], errors="ignore").assign(split=split)
 
-    if config.leakage == "block":
-        n_ent = int(max(h.max(initial=-1), t.max(initial=-1))) + 1
-        pair = np.minimum(h, t) * n_ent + np.maximum(h, t)
-        is_eval = split != "train"
-        leaky = (~is_eval) & np.isin(pair, pair[is_eval])
-        report.leakage_blocked = int(leaky.sum())
-        keep = ~leaky
-        triplets = triplets.loc[keep].reset_index(drop=True)
-        split = split[keep]
-    triplets["split"] = split
+    n0 = len(triplets)
+    triplets = triplets.drop_duplicates(subset=["head_id", "relation_id", "tail_id", "split"], keep="first").reset_index(drop=True)
+    report.duplicates_removed = n0 - len(triplets)
+    h = triplets["head_id"].to_numpy(np.int64)
+    t = triplets["tail_id"].to_numpy(np.int64)
+    split = triplets["split"].to_numpy(dtype=object)
+    report.self_loops = int((h == t).sum())
     report.splits = {s: int((split == s).sum()) for s in SPLITS}
+    report.leakage = count_leakage(entity_group[h], entity_group[t], split)
     return triplets, report

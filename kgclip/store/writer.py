@@ -1,9 +1,9 @@
 """Streaming, atomic writer of a knowledge store.
 
 Entities are written in shards as they come; triplets are spooled to temporary shards and
-finished (deduplicated, split, leakage-blocked) when the writer closes. Everything is written
-under a hidden temporary folder and renamed into place at the end: an interrupted or failed write
-leaves no half store behind, and a replaced store is swapped atomically (see
+finished (split by group, deduplicated, leakage counted: see :mod:`kgclip.store.splits`) when the
+writer closes. Everything is written under a hidden temporary folder and renamed into place at
+the end: an interrupted or failed write leaves no half store behind, and a replaced store is swapped atomically (see
 :mod:`kgclip.store.placement`). The manifest records every data file's size and SHA-256
 (``files``), from which :meth:`KnowledgeStore.fingerprint` and validation tell a changed store.
 """
@@ -37,12 +37,14 @@ from kgclip.store.format import (
     TRIPLETS_DIR,
 )
 from kgclip.store.placement import check_replaceable, clean_stale, swap_into_place, temp_path
-from kgclip.store.splits import SplitConfig, finish_triplets, key_hashes
+from kgclip.store.splits import SplitConfig, entity_groups, finish_triplets, key_hashes
 from kgclip.typing import MODALITIES, SPLITS
 
 Bbox = Sequence[float] | None
 _ROW_BLOCK = 65_536
 _ENTITY_BUFFER_ROWS = 16_384
+_RAW_SCHEMA = TRIPLET_SCHEMA.append(pa.field("group_hash", pa.uint64()))
+"""Spooled triplets carry the hash of the converter's split group (0: none) until finishing."""
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -262,24 +264,32 @@ class StoreWriter:
         split: str | None = None,
         weight: float | None = None,
         dataset: str | None = None,
+        group: str | None = None,
     ) -> None:
-        """Add one triplet of ids; rows are buffered and handed to :meth:`add_triplets` in blocks."""
+        """Add one triplet of ids; rows are buffered and handed to :meth:`add_triplets` in blocks.
+
+        ``group`` (optional) names what the triplet is split with when it has no ``split``: all
+        triplets of one group land in one split (image-caption pairs: the image). Without it the
+        group is the unordered pair of its entities (views by concept).
+        """
         if split is not None and split not in SPLITS:
             raise StoreError(f"unknown split {split!r} (expected one of {SPLITS})")
-        self._rows.append((head, relation, tail, source, split, weight, dataset))
+        self._rows.append((head, relation, tail, source, split, weight, dataset, group))
         if len(self._rows) >= _ROW_BLOCK:
             self._flush_rows()
 
     def _flush_rows(self) -> None:
         if not self._rows:
             return
-        h, r, t, src, split, weight, dataset = zip(*self._rows, strict=True)
+        h, r, t, src, split, weight, dataset, group = zip(*self._rows, strict=True)
         self._rows = []
         frame = pd.DataFrame({"head_id": h, "relation_id": r, "tail_id": t, "source": src, "split": split,
-                              "weight": np.array([np.nan if w is None else w for w in weight], dtype=np.float64), "dataset": dataset})
+                              "weight": np.array([np.nan if w is None else w for w in weight], dtype=np.float64), "dataset": dataset,
+                              "group": group})
         for name, part in frame.groupby("source", sort=False):
             self.add_triplets(part["head_id"], part["relation_id"], part["tail_id"], source=str(name),
-                              split=part["split"].tolist(), weight=part["weight"].to_numpy(), dataset=part["dataset"].tolist())
+                              split=part["split"].tolist(), weight=part["weight"].to_numpy(), dataset=part["dataset"].tolist(),
+                              group=part["group"].tolist())
 
     def add_triplets(
         self,
@@ -291,8 +301,12 @@ class StoreWriter:
         split: Sequence[str | None] | str | None = None,
         weight: Sequence[float | None] | None = None,
         dataset: Sequence[str | None] | str | None = None,
+        group: Sequence[str | None] | str | None = None,
     ) -> None:
-        """Add a batch of triplets given as id arrays (optionally with split, weight, dataset)."""
+        """Add a batch of triplets given as id arrays (optionally with split, weight, dataset, group).
+
+        ``group`` as in :meth:`add_triplet`: one name for all, or one per triplet (None: the pair).
+        """
         frame = pd.DataFrame(
             {
                 "head_id": np.asarray(heads, dtype=np.int64),
@@ -307,6 +321,7 @@ class StoreWriter:
         frame["split"] = split if split is None or isinstance(split, str) else list(split)
         frame["weight"] = np.nan if weight is None else np.asarray(weight, dtype=np.float64)
         frame["dataset"] = dataset if dataset is None or isinstance(dataset, str) else list(dataset)
+        frame["group_hash"] = _group_hashes(group, n)
         bad = frame["split"].dropna()
         bad = bad[~bad.isin(SPLITS)]
         if len(bad):
@@ -322,7 +337,7 @@ class StoreWriter:
             return
         frame = pd.concat(self._triplet_buf, ignore_index=True)
         path = self._tmp / f"raw-{len(self._raw_shards):05d}.parquet"
-        pq.write_table(_triplet_table(frame), path)
+        pq.write_table(_triplet_table(frame, _RAW_SCHEMA), path)
         self._raw_shards.append(path)
         self._triplet_buf, self._triplet_buf_rows = [], 0
 
@@ -356,13 +371,14 @@ class StoreWriter:
         pq.write_table(rel, self._tmp / RELATIONS)
 
         raw = [pq.read_table(p).to_pandas() for p in self._raw_shards]
-        triplets = pd.concat(raw, ignore_index=True) if raw else TRIPLET_SCHEMA.empty_table().to_pandas()
+        triplets = pd.concat(raw, ignore_index=True) if raw else _RAW_SCHEMA.empty_table().to_pandas()
         entity_keys = np.empty(len(self._entity_ids), dtype=object)
         for k, i in self._entity_ids.items():
             entity_keys[i] = k
-        triplets, report = finish_triplets(
-            triplets, key_hashes(entity_keys), key_hashes(np.asarray(self._relation_keys, dtype=object)), self.split
-        )
+        concepts = np.full(len(entity_keys), None, dtype=object)
+        for i, c in self._concepts.items():
+            concepts[i] = c
+        triplets, report = finish_triplets(triplets, entity_groups(entity_keys, concepts), self.split)
         for p in self._raw_shards:
             p.unlink()
         for i, start in enumerate(range(0, max(len(triplets), 1), self.shard_rows)):
@@ -388,9 +404,10 @@ class StoreWriter:
                 "triplets": len(triplets),
                 "splits": report.splits,
             },
-            "split": {"ratios": list(self.split.ratios), "leakage": self.split.leakage, "seed": self.split.seed},
+            "split": {"ratios": list(self.split.ratios), "seed": self.split.seed,
+                      "groups": "converter's group, else the unordered entity pair (views by concept)"},
             "duplicates_removed": report.duplicates_removed,
-            "leakage_blocked": report.leakage_blocked,
+            "leakage": report.leakage,
             "self_loops": report.self_loops,
             "settings": self.settings,
         }
@@ -429,9 +446,21 @@ class StoreWriter:
                 raise
 
 
-def _triplet_table(frame: pd.DataFrame) -> pa.Table:
+def _group_hashes(group: Sequence[str | None] | str | None, n: int) -> np.ndarray:
+    """The hash of each triplet's split group; 0 where none is named."""
+    if group is None:
+        return np.zeros(n, dtype=np.uint64)
+    names = np.full(n, group, dtype=object) if isinstance(group, str) else np.asarray(list(group), dtype=object)
+    out = np.zeros(n, dtype=np.uint64)
+    has = pd.notna(names)
+    if has.any():
+        out[has] = key_hashes(names[has])
+    return out
+
+
+def _triplet_table(frame: pd.DataFrame, schema: pa.Schema = TRIPLET_SCHEMA) -> pa.Table:
     frame = frame.copy()
     for c in ("source", "split", "dataset"):
         col = frame[c].astype(object)
         frame[c] = col.where(col.notna(), None)
-    return pa.Table.from_pandas(frame, schema=TRIPLET_SCHEMA, preserve_index=False)
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)

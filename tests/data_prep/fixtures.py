@@ -125,3 +125,65 @@ def write_coco(root: Path) -> dict[str, Path]:
     }
     (root / "captions.json").write_text(json.dumps(coco))
     return {"coco": root / "captions.json", "images": images}
+
+
+def write_umls_like(root: Path, seed: int = 0) -> dict[str, Path | list[tuple[str, str, str]]]:
+    """Tab-separated triples shaped like UMLS: inverse relations, pairs under several relations.
+
+    40 entities, relations r0..r4 with inverses r0_inv..r4_inv. 300 distinct facts; about 40%
+    also appear inverted and 20% under a second relation, so an entity pair often carries several
+    triples. The shuffled lines are written whole (``all.txt``) and cut 80/10/10 into
+    ``train.txt`` / ``valid.txt`` / ``test.txt``. Returns the paths and the lines of each file.
+    """
+    import random
+
+    rnd = random.Random(seed)
+    ents = [f"semantic_type_{i}" for i in range(40)]
+    rows: set[tuple[str, str, str]] = set()
+    while len(rows) < 300:
+        h, t = rnd.sample(ents, 2)
+        r = rnd.randrange(5)
+        rows.add((h, f"r{r}", t))
+        if rnd.random() < 0.4:
+            rows.add((t, f"r{r}_inv", h))
+        if rnd.random() < 0.2:
+            rows.add((h, f"r{(r + 1) % 5}", t))
+    lines = sorted(rows)
+    rnd.shuffle(lines)
+    n_train, n_valid = int(0.8 * len(lines)), int(0.1 * len(lines))
+    parts = {"all": lines, "train": lines[:n_train], "valid": lines[n_train:n_train + n_valid], "test": lines[n_train + n_valid:]}
+    root.mkdir(parents=True, exist_ok=True)
+    out: dict = {}
+    for name, part in parts.items():
+        (root / f"{name}.txt").write_text("".join("\t".join(x) + "\n" for x in part))
+        out[name], out[f"{name}_lines"] = root / f"{name}.txt", part
+    return out
+
+
+def write_karpathy(root: Path, *, dataset: str = "coco", with_filepath: bool = True) -> dict[str, Path]:
+    """A Karpathy split file as published: 4 images (train, restval, val, test), 2-3 sentences each;
+    image 4's file is missing; one sentence has no ``raw`` (its tokens are used), one is blank."""
+    images = root / "images"
+    names = []
+    for k, split in enumerate(("train", "restval", "val", "test"), start=1):
+        folder = ("train2014" if split == "train" else "val2014") if with_filepath else ""
+        name = f"COCO_{folder or 'x'}_{k:012d}.jpg"
+        if k < 4:
+            write_image(images / folder / name if folder else images / name)
+        names.append((folder, name, split))
+    recs, sid = [], 0
+    for k, (folder, name, split) in enumerate(names):
+        sents = []
+        for j in range(3 if k % 2 == 0 else 2):
+            sents.append({"tokens": ["a", "shape", str(k), str(j)], "raw": f"A shape {k} {j}.", "imgid": k, "sentid": sid})
+            sid += 1
+        rec = {"filename": name, "imgid": k, "split": split, "sentences": sents, "sentids": [s["sentid"] for s in sents]}
+        if with_filepath:
+            rec["filepath"], rec["cocoid"] = folder, 1000 + k
+        recs.append(rec)
+    del recs[0]["sentences"][1]["raw"]
+    recs[1]["sentences"][1]["raw"] = "   "
+    recs[1]["sentences"][1]["tokens"] = []
+    path = root / f"dataset_{dataset}.json"
+    path.write_text(json.dumps({"images": recs, "dataset": dataset}))
+    return {"karpathy": path, "images": images}

@@ -170,7 +170,7 @@ def test_visual_genome_streams_many_images(tmp_path):
 
 def _vs_args(files, out, *extra):
     return ["prepare", "visualsem", "--nodes", str(files["nodes"]), "--tuples", str(files["tuples"]), "--glosses", str(files["glosses"]),
-            "--images", str(files["images"]), "--out", str(out), "--split-ratios", "1,0,0", "--leakage", "allow", *extra]
+            "--images", str(files["images"]), "--out", str(out), "--split-ratios", "1,0,0", *extra]
 
 
 def test_visualsem_views_share_their_concept_and_tuples_join_canonical_views(tmp_path):
@@ -217,7 +217,7 @@ def test_visualsem_bad_glosses_header(tmp_path, capsys):
 def test_coco_pairs(tmp_path):
     files = fixtures.write_coco(tmp_path / "coco")
     assert main(["prepare", "pairs", "--coco", str(files["coco"]), "--images", str(files["images"]), "--out", str(tmp_path / "s"),
-                 "--max-bad-fraction", "0.5", "--split-ratios", "1,0,0", "--leakage", "allow"]) == 0
+                 "--max-bad-fraction", "0.5", "--split-ratios", "1,0,0"]) == 0
     s = open_valid(tmp_path / "s")
     got = _triples(s)
     assert ("coco:000000000001.jpg", "image of", "coco:caption/11") in got
@@ -232,7 +232,7 @@ def test_tsv_pairs(tmp_path):
     fixtures.write_image(tmp_path / "img" / "a.jpg")
     f = tmp_path / "pairs.tsv"
     f.write_text("img/a.jpg\ta red square\nimg/missing.jpg\tlost\n")
-    assert main(["prepare", "pairs", "--tsv", str(f), "--out", str(tmp_path / "s"), "--split-ratios", "1,0,0", "--leakage", "allow"]) == 0
+    assert main(["prepare", "pairs", "--tsv", str(f), "--out", str(tmp_path / "s"), "--split-ratios", "1,0,0"]) == 0
     s = open_valid(tmp_path / "s")
     assert len(s.triplets) == 2 and s.image_path(s.entity_index["pairs:img/a.jpg"]) == tmp_path / "img" / "a.jpg"
 
@@ -242,7 +242,7 @@ def test_merged_store_has_four_modality_pairs(tmp_path, capsys):
     assert main(_vs_args(vs, tmp_path / "vs_s")) == 0
     cn = fixtures.write_conceptnet(tmp_path / "cn.csv")
     assert main(["prepare", "conceptnet", str(cn), "--out", str(tmp_path / "cn_s")]) == 0
-    assert main(["prepare", "merge", str(tmp_path / "vs_s"), str(tmp_path / "cn_s"), "--out", str(tmp_path / "m"), "--leakage", "allow"]) == 0
+    assert main(["prepare", "merge", str(tmp_path / "vs_s"), str(tmp_path / "cn_s"), "--out", str(tmp_path / "m")]) == 0
     capsys.readouterr()
     assert main(["info", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out

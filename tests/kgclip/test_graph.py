@@ -74,7 +74,7 @@ def test_split_filter(tmp_path):
     from kgclip.store import SplitConfig
     from tests.conftest import write_toy_store
 
-    write_toy_store(tmp_path / "s", split=SplitConfig(ratios=(0.5, 0.0, 0.5), leakage="allow"))
+    write_toy_store(tmp_path / "s", split=SplitConfig(ratios=(0.5, 0.0, 0.5)))
     s = KnowledgeStore(tmp_path / "s")
     kg = KnowledgeGraph.from_store(s, splits=("train",))
     assert kg.num_triplets == s.manifest["counts"]["splits"]["train"]

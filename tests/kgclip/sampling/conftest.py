@@ -7,7 +7,7 @@ from kgclip.store import KnowledgeStore, SplitConfig, StoreWriter
 
 def random_store(path, n_img=30, n_txt=40, n_rel=4, n_tri=600, seed=0, image_root=None):
     rng = np.random.default_rng(seed)
-    with StoreWriter(path, image_roots={"r": str(image_root or path.parent)}, split=SplitConfig(ratios=(0.8, 0.1, 0.1), leakage="allow")) as w:
+    with StoreWriter(path, image_roots={"r": str(image_root or path.parent)}, split=SplitConfig(ratios=(0.8, 0.1, 0.1))) as w:
         ids = [w.add_entity(f"i{i}", "image", image=f"img{i % 3}.png", source="r") for i in range(n_img)]
         ids += [w.add_entity(f"t{i}", "text", text=f"word {i}", source="r") for i in range(n_txt)]
         for r in range(n_rel):

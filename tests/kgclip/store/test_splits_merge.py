@@ -4,12 +4,12 @@ import pytest
 
 from kgclip.errors import ConfigError
 from kgclip.store import KnowledgeStore, SplitConfig, StoreWriter, merge_stores, open_valid
-from kgclip.store.splits import finish_triplets, hash_splits, key_hashes
+from kgclip.store.splits import count_leakage, entity_groups, finish_triplets, hash_splits, key_hashes, pair_hashes
 
 
 def _chain_store(path, n=400, order=1, split=None):
     """n entities e0..e(n-1) and a chain e_i -r-> e_{i+1}; written in forward or reversed order."""
-    with StoreWriter(path, split=split or SplitConfig(ratios=(0.6, 0.2, 0.2), leakage="allow")) as w:
+    with StoreWriter(path, split=split or SplitConfig(ratios=(0.6, 0.2, 0.2))) as w:
         idx = range(n) if order == 1 else range(n - 1, -1, -1)
         ids = {i: w.add_entity(f"e{i}", "text", text=f"e{i}", source="x") for i in idx}
         r = w.add_relation("r", "r")
@@ -23,47 +23,100 @@ def _splits_by_keys(path):
     return {(k[h], k[t]): sp for h, t, sp in zip(s.triplets.head_id, s.triplets.tail_id, s.triplets.split, strict=True)}
 
 
+def _frame(rows, split=None, group=None):
+    h, r, t = zip(*rows, strict=True)
+    f = pd.DataFrame({"head_id": h, "relation_id": r, "tail_id": t, "source": "x",
+                      "split": split if split is not None else [None] * len(rows), "weight": np.nan, "dataset": None})
+    if group is not None:
+        f["group_hash"] = np.asarray(group, dtype=np.uint64)
+    return f
+
+
 def test_split_is_deterministic_and_independent_of_ids(tmp_path):
     _chain_store(tmp_path / "a", order=1)
     _chain_store(tmp_path / "b", order=-1)  # other ids, other write order
     a, b = _splits_by_keys(tmp_path / "a"), _splits_by_keys(tmp_path / "b")
     assert a == b
     counts = pd.Series(list(a.values())).value_counts()
-    # 399 triplets at 0.6/0.2/0.2: each share within 0.1 of its ratio
+    # 399 triplets, each its own pair, at 0.6/0.2/0.2: each share within 0.1 of its ratio
     assert abs(counts["train"] / 399 - 0.6) < 0.1 and abs(counts["test"] / 399 - 0.2) < 0.1
+    assert KnowledgeStore(tmp_path / "a").manifest["leakage"] == {"train": 0, "valid": 0, "test": 0}
 
 
 def test_split_seed_changes_the_split():
-    rng = np.random.default_rng(0)
-    h, r, t = (rng.integers(0, 2**63, 1000, dtype=np.int64).astype(np.uint64) for _ in range(3))
-    s0 = hash_splits(h, r, t, SplitConfig(seed=0))
-    s1 = hash_splits(h, r, t, SplitConfig(seed=1))
-    assert (s0 != s1).any() and (s0 == hash_splits(h, r, t, SplitConfig(seed=0))).all()
+    g = np.random.default_rng(0).integers(1, 2**63, 1000, dtype=np.int64).astype(np.uint64)
+    s0 = hash_splits(g, SplitConfig(seed=0))
+    s1 = hash_splits(g, SplitConfig(seed=1))
+    assert (s0 != s1).any() and (s0 == hash_splits(g, SplitConfig(seed=0))).all()
 
 
-def test_leakage_blocking_removes_inverse_and_other_relation_from_train():
-    # triplets: 0:(0,r0,1) test ; 1:(1,r0,0) inverse, train ; 2:(0,r1,1) other relation, train ; 3:(2,r0,3) train
-    frame = pd.DataFrame(
-        {"head_id": [0, 1, 0, 2], "relation_id": [0, 0, 1, 0], "tail_id": [1, 0, 1, 3], "source": "x",
-         "split": ["test", "train", "train", "train"], "weight": np.nan, "dataset": None}
-    )
-    eh, rh = key_hashes(np.array(["a", "b", "c", "d"], dtype=object)), key_hashes(np.array(["r0", "r1"], dtype=object))
-    out, rep = finish_triplets(frame, eh, rh, SplitConfig(leakage="block"))
-    assert rep.leakage_blocked == 2
-    assert list(zip(out.head_id, out.tail_id, out.split, strict=True)) == [(0, 1, "test"), (2, 3, "train")]
-    out2, rep2 = finish_triplets(frame, eh, rh, SplitConfig(leakage="allow"))
-    assert rep2.leakage_blocked == 0 and len(out2) == 4
+def test_pair_hash_is_symmetric():
+    a, b = key_hashes(np.array(["a", "b", "c"], dtype=object)), key_hashes(np.array(["b", "a", "c"], dtype=object))
+    assert (pair_hashes(a, b) == pair_hashes(b, a)).all() and pair_hashes(a, b)[0] == pair_hashes(a, b)[1] != pair_hashes(a, b)[2]
+
+
+def test_an_entity_pair_lands_in_one_split_and_nothing_is_dropped():
+    # 300 pairs (2i, 2i+1), each as (h, r0, t), its inverse (t, r1, h) and (h, r2, t): 900 triplets
+    rows = [row for i in range(300) for row in ((2 * i, 0, 2 * i + 1), (2 * i + 1, 1, 2 * i), (2 * i, 2, 2 * i + 1))]
+    groups = entity_groups(np.array([f"e{i}" for i in range(600)], dtype=object), np.full(600, None, dtype=object))
+    out, rep = finish_triplets(_frame(rows), groups, SplitConfig(ratios=(0.5, 0.25, 0.25)))
+    assert len(out) == 900 and rep.duplicates_removed == 0
+    per_pair = out.groupby(np.minimum(out.head_id, out.tail_id))["split"].nunique()
+    assert (per_pair == 1).all()
+    assert set(out.split) == {"train", "valid", "test"}
+    assert rep.leakage == {"train": 0, "valid": 0, "test": 0}
+    assert sum(rep.splits.values()) == 900
+
+
+def test_views_of_a_concept_are_split_together():
+    # entities 0..3 are views of concept A, 4..7 of concept B; every view of A relates to every view of B
+    keys = np.array([f"v{i}" for i in range(8)], dtype=object)
+    concepts = np.array(["A"] * 4 + ["B"] * 4, dtype=object)
+    rows = [(a, 0, b) for a in range(4) for b in range(4, 8)] + [(b, 1, a) for a in range(4) for b in range(4, 8)]
+    for seed in range(20):
+        out, rep = finish_triplets(_frame(rows), entity_groups(keys, concepts), SplitConfig(ratios=(0.4, 0.3, 0.3), seed=seed))
+        assert out.split.nunique() == 1 and len(out) == 32 and sum(rep.leakage.values()) == 0
+    # without concepts the 16 pairs would scatter over the splits
+    scattered = {finish_triplets(_frame(rows), entity_groups(keys, np.full(8, None, dtype=object)), SplitConfig(ratios=(0.4, 0.3, 0.3)))[0]
+                 .split.nunique()}
+    assert scattered != {1}
+
+
+def test_a_converter_group_holds_its_triplets_together():
+    # 50 images (groups), each with 4 captions in both directions: ids 5k (image), 5k+1..5k+4 (captions)
+    rows, group = [], []
+    gh = key_hashes(np.array([f"img{k}" for k in range(50)], dtype=object))
+    for k in range(50):
+        for c in range(1, 5):
+            rows += [(5 * k, 0, 5 * k + c), (5 * k + c, 1, 5 * k)]
+            group += [gh[k], gh[k]]
+    groups = entity_groups(np.array([f"e{i}" for i in range(250)], dtype=object), np.full(250, None, dtype=object))
+    out, rep = finish_triplets(_frame(rows, group=group), groups, SplitConfig(ratios=(0.5, 0.25, 0.25)))
+    assert len(out) == 400 and "group_hash" not in out and rep.duplicates_removed == 0
+    assert (out.groupby(out[["head_id", "tail_id"]].min(axis=1) // 5)["split"].nunique() == 1).all()
+    assert set(out.split) == {"train", "valid", "test"}
+
+
+def test_given_splits_are_kept_and_their_leakage_counted():
+    # 0:(0,r0,1) test; 1:(1,r0,0) inverse in train; 2:(0,r1,1) train; 3:(2,r0,3) train; 4:(0,r0,1) again in train
+    # 5:(2,r0,3) twice in valid; 6: the same again (a duplicate within valid, removed)
+    rows = [(0, 0, 1), (1, 0, 0), (0, 1, 1), (2, 0, 3), (0, 0, 1), (2, 0, 3), (2, 0, 3)]
+    split = ["test", "train", "train", "train", "train", "valid", "valid"]
+    groups = key_hashes(np.array(["a", "b", "c", "d"], dtype=object))
+    out, rep = finish_triplets(_frame(rows, split=split), groups, SplitConfig(ratios=(1, 0, 0)))
+    assert out.split.tolist() == split[:6] and rep.duplicates_removed == 1
+    # pair {a,b}: test 1, train 3; pair {c,d}: train 1, valid 1
+    assert rep.leakage == {"train": 4, "valid": 1, "test": 1}
+    assert count_leakage(groups[[0, 1]], groups[[1, 0]], np.array(["train", "train"], dtype=object)) == {"train": 0, "valid": 0, "test": 0}
 
 
 def test_explicit_split_kept_and_self_loops_counted():
-    frame = pd.DataFrame({"head_id": [0, 1], "relation_id": [0, 0], "tail_id": [0, 0], "source": "x",
-                          "split": ["valid", None], "weight": np.nan, "dataset": None})
-    eh, rh = key_hashes(np.array(["a", "b"], dtype=object)), key_hashes(np.array(["r"], dtype=object))
-    out, rep = finish_triplets(frame, eh, rh, SplitConfig(ratios=(1, 0, 0), leakage="allow"))
+    groups = key_hashes(np.array(["a", "b"], dtype=object))
+    out, rep = finish_triplets(_frame([(0, 0, 0), (1, 0, 0)], split=["valid", None]), groups, SplitConfig(ratios=(1, 0, 0)))
     assert out.split.tolist() == ["valid", "train"] and rep.self_loops == 1
 
 
-@pytest.mark.parametrize("kwargs", [{"ratios": (0.5, 0.2, 0.2)}, {"ratios": (1.2, -0.2, 0)}, {"leakage": "maybe"}])
+@pytest.mark.parametrize("kwargs", [{"ratios": (0.5, 0.2, 0.2)}, {"ratios": (1.2, -0.2, 0)}, {"ratios": (1, 0)}])
 def test_bad_split_config(kwargs):
     with pytest.raises(ConfigError):
         SplitConfig(**kwargs)
@@ -82,7 +135,7 @@ def test_merge_dedupes_keys_unifies_relations_keeps_provenance(tmp_path):
         w.add_triplet(cat, isa, animal, source="sb")
         w.add_triplet(cat, part, animal, source="sb")
         w.count_skip("sb", "bad line", 3)
-    m = merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m", split=SplitConfig(ratios=(1, 0, 0), leakage="allow"))
+    m = merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m", split=SplitConfig(ratios=(1, 0, 0)))
     s = open_valid(tmp_path / "m")
     assert s.entities["key"].tolist() == ["dog", "animal", "cat"]
     assert s.entities["text"].tolist() == ["dog", "animal", "cat"]  # first store wins
