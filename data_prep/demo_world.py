@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from kgclip import progress
+
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 205, 30), "purple": (140, 50, 170), "orange": (245, 135, 30)}
 HELD_OUT = (("purple", "triangle"), ("orange", "circle"), ("green", "diamond"))
@@ -101,19 +103,27 @@ def _combo(rng: np.random.Generator, allow_held_out: bool) -> tuple[str, str]:
             return c, s
 
 
-def make_scenes(n: int, seed: int, test_fraction: float = 0.2) -> list[Scene]:
+def make_scenes(n: int, seed: int, test_fraction: float = 0.2, valid_fraction: float = 0.0, *, objects: tuple[int, int] = (2, 4),
+                first_id: int = 1, allow_held_out: bool = True) -> list[Scene]:
+    """``n`` square scenes of ``objects`` (min, max) objects each; the last ones are the test, then the valid scenes.
+
+    Held-out colour-shape combinations appear only in valid and test scenes (and never when
+    ``allow_held_out`` is False). Canvases are square (64-96 px), so that resizing to a tower's
+    square input keeps every object.
+    """
     rng = np.random.default_rng(seed)
-    scenes, next_obj = [], 1
-    n_test = max(1, round(n * test_fraction))
+    scenes, next_obj = [], first_id
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    n_valid = max(1, round(n * valid_fraction)) if valid_fraction > 0 else 0
     for i in range(n):
-        split = "test" if i >= n - n_test else "train"
-        w, h = int(rng.integers(64, 97)), int(rng.integers(64, 97))
-        sc = Scene(image_id=i + 1, width=w, height=h, split=split)
-        k = int(rng.integers(2, 5))
+        split = "test" if i >= n - n_test else "valid" if i >= n - n_test - n_valid else "train"
+        w = h = int(rng.integers(64, 97))
+        sc = Scene(image_id=first_id + i, width=w, height=h, split=split)
+        k = int(rng.integers(objects[0], objects[1] + 1))
         for _ in range(200):
             if len(sc.objects) == k:
                 break
-            c, s = _combo(rng, allow_held_out=split == "test")
+            c, s = _combo(rng, allow_held_out=allow_held_out and split != "train")
             size = str(rng.choice(list(SIZES)))
             r = float(rng.uniform(*SIZES[size]))
             cx, cy = float(rng.uniform(r + 1, w - r - 1)), float(rng.uniform(r + 1, h - r - 1))
@@ -125,11 +135,39 @@ def make_scenes(n: int, seed: int, test_fraction: float = 0.2) -> list[Scene]:
 
 
 def captions(sc: Scene, rng: np.random.Generator) -> list[str]:
+    """The world's COCO captions of a scene: two spatial captions of one pair of objects, and the full list."""
     objs = sc.objects
     a, b = (objs[i] for i in rng.choice(len(objs), 2, replace=False))
     out = [f"a {a.name} {spatial(a, b)} a {b.name}", f"a {b.name} {spatial(b, a)} a {a.name}"]
     out.append(" and ".join(f"a {o.size} {o.name}" for o in objs))
     return out
+
+
+WEB_PREFIXES = ("", "a picture of ", "an image of ", "a drawing of ", "there is ")
+
+
+def web_caption(sc: Scene, rng: np.random.Generator) -> str:
+    """One caption of a pretraining scene, in one of several forms, as alt-texts vary.
+
+    Forms: every object with size, colour and shape; a spatial relation between two objects;
+    the shapes only; the colours only; one object.
+    """
+    objs = list(sc.objects)
+    rng.shuffle(objs)
+    forms = ["list", "shapes", "colours", "one"] + (["relation", "relation"] if len(objs) > 1 else [])
+    form = forms[int(rng.integers(len(forms)))]
+    if form == "list":
+        body = " and ".join(f"a {o.size} {o.name}" for o in objs)
+    elif form == "relation":
+        a, b = objs[0], objs[1]
+        body = f"a {a.name} {spatial(a, b)} a {b.name}"
+    elif form == "shapes":
+        body = " and ".join(f"a {o.shape}" for o in objs)
+    elif form == "colours":
+        body = " and ".join(f"something {o.colour}" for o in objs)
+    else:
+        body = f"a {objs[0].size} {objs[0].name}" if rng.random() < 0.5 else f"a {objs[0].name}"
+    return WEB_PREFIXES[int(rng.integers(len(WEB_PREFIXES)))] + body
 
 
 def binding_item(sc: Scene, rng: np.random.Generator) -> dict | None:
@@ -157,33 +195,90 @@ def single_object(shape: str, colour: str, rng: np.random.Generator) -> Image.Im
     return render(size, size, [Obj(0, shape, colour, "big", cx, cy, r)], int(rng.integers(225, 256)))
 
 
+SPLITS = ("train", "valid", "test")
+
+
+def write_zero_shot(folder: Path, name: str, rng: np.random.Generator, per_combination: int = 3) -> list[dict]:
+    """Single-object images of every colour-shape combination (held-out ones included) and ``<name>.json``.
+
+    The demo writes two such sets: ``zero_shot`` (test) and ``zero_shot_valid`` (for choosing settings).
+    """
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    items = []
+    for c in COLOURS:
+        for s in SHAPES:
+            for k in range(per_combination):
+                p = folder / name / f"{c}_{s}_{k}.jpg"
+                single_object(s, c, rng).save(p, quality=95)
+                items.append({"image": f"{name}/{p.name}", "labels": {"shape": s, "colour": c}})
+    zs = {"tasks": {"shape": {"classes": list(SHAPES), "templates": ["a {}.", "a {} shape.", "a picture of a {}."]},
+                    "colour": {"classes": list(COLOURS), "templates": ["a {} shape.", "something {}.", "a {} object."]}},
+          "items": items}
+    (folder / f"{name}.json").write_text(json.dumps(zs, indent=1))
+    return items
+
+
 @dataclass
 class DemoWorldFiles:
+    """Where the world's raw files are: Visual Genome and COCO files per split (train, valid, test)."""
+
     root: Path
-    vg_train: dict[str, Path]
-    vg_test: dict[str, Path]
+    vg: dict[str, dict[str, Path]]
     conceptnet: Path
     visualsem: dict[str, Path]
-    coco_train: Path
-    coco_test: Path
+    coco: dict[str, Path]
     images: Path
     eval_dir: Path
     counts: dict[str, int]
+    scenes: list[Scene]
+    pretrain: Path | None = None
+    """The pretraining corpus (a CC3M-style TSV of image path and caption), when one was asked for."""
+    vqa: dict[str, dict[str, Path]] = field(default_factory=dict)
+    """VQA v2 files per split: ``questions``, ``annotations``, ``images`` (see data_prep.demo_vqa)."""
 
 
-def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0) -> DemoWorldFiles:
-    """Write the raw files of the world under ``out/raw`` and the evaluation items under ``out/eval``."""
+def write_pretrain_corpus(out: str | Path, scenes: int, seed: int, captions_per_scene: int = 2, objects: tuple[int, int] = (1, 4)) -> Path:
+    """Scenes of their own (no held-out combination) with varied captions, as a CC3M-style TSV.
+
+    The corpus the demo's CLIP is pretrained on, like the web pairs of a real CLIP: apart from the
+    knowledge world's scenes. Returns the TSV path (``out/pairs.tsv``, image paths relative to it).
+    """
+    root = Path(out)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 11)
+    lines = []
+    for sc in progress.bar(make_scenes(scenes, seed + 10, test_fraction=0, objects=objects, allow_held_out=False),
+                           desc="pretraining scenes", unit=" scenes"):
+        name = f"images/{sc.image_id}.jpg"
+        render(sc.width, sc.height, sc.objects, int(rng.integers(225, 256))).save(root / name, quality=95)
+        lines += [f"{name}\t{web_caption(sc, rng)}\n" for _ in range(captions_per_scene)]
+    path = root / "pairs.tsv"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid_fraction: float = 0.1, test_fraction: float = 0.2,
+                     pretrain_scenes: int = 0, pretrain_captions: int = 2) -> DemoWorldFiles:
+    """Write the raw files of the world under ``out/raw`` and the evaluation items under ``out/eval``.
+
+    Args:
+        scenes: scenes of the knowledge world, split into train, valid and test scenes.
+        seed: everything is a function of it.
+        valid_fraction, test_fraction: shares of the valid and test scenes.
+        pretrain_scenes: scenes of the separate pretraining corpus (``raw/pretrain``; 0: none).
+        pretrain_captions: captions per pretraining scene.
+    """
     root = Path(out)
     raw = root / "raw"
     images = raw / "images"
     (images / "VG_100K").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 1)
-    world = make_scenes(scenes, seed)
+    world = make_scenes(scenes, seed, test_fraction=test_fraction, valid_fraction=valid_fraction)
     for sc in world:
         render(sc.width, sc.height, sc.objects, int(rng.integers(225, 256))).save(images / "VG_100K" / f"{sc.image_id}.jpg", quality=95)
 
     vg_files = {}
-    for split in ("train", "test"):
+    for split in SPLITS:
         part = [s for s in world if s.split == split]
         folder = raw / f"vg_{split}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -273,10 +368,11 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0) -> DemoW
     # COCO captions, one file per split; images are the scenes.
     coco = {}
     crng = np.random.default_rng(seed + 2)
-    for split in ("train", "test"):
+    aid = 1  # caption ids are unique across the split files, as COCO's are (they key the caption entities)
+    for split in SPLITS:
         part = [s for s in world if s.split == split]
         imgs = [{"id": s.image_id, "file_name": f"VG_100K/{s.image_id}.jpg", "width": s.width, "height": s.height} for s in part]
-        anns, aid = [], 1
+        anns = []
         for s in part:
             for cap in captions(s, crng):
                 anns.append({"id": aid, "image_id": s.image_id, "caption": cap})
@@ -288,47 +384,44 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0) -> DemoW
 
     # Evaluation items: zero-shot single objects (held-out combinations included) and binding tests.
     ev = root / "eval"
-    (ev / "zero_shot").mkdir(parents=True, exist_ok=True)
-    zrng = np.random.default_rng(seed + 3)
-    items = []
-    for c in COLOURS:
-        for s in SHAPES:
-            for k in range(3):
-                p = ev / "zero_shot" / f"{c}_{s}_{k}.jpg"
-                single_object(s, c, zrng).save(p, quality=95)
-                items.append({"image": f"zero_shot/{p.name}", "labels": {"shape": s, "colour": c}})
-    zs = {"tasks": {"shape": {"classes": list(SHAPES), "templates": ["a {}.", "a {} shape.", "a picture of a {}."]},
-                    "colour": {"classes": list(COLOURS), "templates": ["a {} shape.", "something {}.", "a {} object."]}},
-          "items": items}
-    (ev / "zero_shot.json").write_text(json.dumps(zs, indent=1))
+    items = write_zero_shot(ev, "zero_shot", np.random.default_rng(seed + 3))
+    write_zero_shot(ev, "zero_shot_valid", np.random.default_rng(seed + 5))
     brng = np.random.default_rng(seed + 4)
     bitems = [it for s in world if s.split == "test" and (it := binding_item(s, brng))]
     for it in bitems:
         it["image"] = str(Path("..") / "raw" / it["image"])
     (ev / "binding.json").write_text(json.dumps({"items": bitems}, indent=1))
-    counts = {"scenes": len(world), "train_scenes": sum(s.split == "train" for s in world), "test_scenes": sum(s.split == "test" for s in world),
-              "objects": sum(len(s.objects) for s in world), "binding_items": len(bitems), "zero_shot_items": len(items)}
+    from data_prep.demo_vqa import write_demo_vqa  # demo_vqa builds on this module's scenes
+
+    vqa = write_demo_vqa(raw / "vqa", world, lambda sc: images / "VG_100K" / f"{sc.image_id}.jpg", seed=seed)
+    vqa_counts = {f"vqa_{sp}_questions": len(json.loads(f["questions"].read_text())["questions"]) for sp, f in vqa.items()}
+    pretrain = write_pretrain_corpus(raw / "pretrain", pretrain_scenes, seed, pretrain_captions) if pretrain_scenes else None
+    counts = {"scenes": len(world), **{f"{sp}_scenes": sum(s.split == sp for s in world) for sp in SPLITS},
+              "objects": sum(len(s.objects) for s in world), "binding_items": len(bitems), "zero_shot_items": len(items),
+              "pretrain_scenes": pretrain_scenes, "pretrain_pairs": pretrain_scenes * pretrain_captions, **vqa_counts}
     (root / "world.json").write_text(json.dumps({"seed": seed, "held_out": [list(x) for x in HELD_OUT], **counts}, indent=1))
-    return DemoWorldFiles(root, vg_files["train"], vg_files["test"], cn, {"nodes": vs / "nodes.v2.json", "tuples": vs / "tuples.v2.json",
-                          "glosses": vs / "nodes.glosses.json", "images": vs_img}, coco["train"], coco["test"], images, ev, counts)
+    return DemoWorldFiles(root, vg_files, cn, {"nodes": vs / "nodes.v2.json", "tuples": vs / "tuples.v2.json", "glosses": vs / "nodes.glosses.json",
+                          "images": vs_img}, coco, images, ev, counts, world, pretrain, vqa)
 
 
 def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     """Read the world back through the real converters into stores under ``root/stores``, then merge.
 
-    Returns the paths of ``store`` (everything) and ``pairs_store`` (captions only). Test scenes
-    and their captions are all in the test split; ConceptNet and VisualSem are split by hash.
+    Returns the paths of ``store`` (everything), ``pairs_store`` (the world's captions only) and,
+    when the world has a pretraining corpus, ``pretrain_store`` (its pairs, all in train). Valid
+    and test scenes, with their captions, are all in the valid and test splits; ConceptNet and
+    VisualSem are split by hash.
     """
     from data_prep.common import Conversion
     from data_prep.conceptnet import convert_conceptnet
-    from data_prep.pairs import convert_coco
+    from data_prep.pairs import convert_coco, convert_tsv
     from data_prep.visual_genome import convert_visual_genome
     from data_prep.visualsem import convert_visualsem
     from kgclip.store import SplitConfig, StoreWriter, merge_stores
 
     stores = files.root / "stores"
     stores.mkdir(parents=True, exist_ok=True)
-    only = {"train": SplitConfig(ratios=(1, 0, 0)), "test": SplitConfig(ratios=(0, 0, 1))}
+    only = {"train": SplitConfig(ratios=(1, 0, 0)), "valid": SplitConfig(ratios=(0, 1, 0)), "test": SplitConfig(ratios=(0, 0, 1))}
     hashed = SplitConfig(ratios=(0.8, 0.1, 0.1), seed=seed)
     quiet = lambda msg: None  # noqa: E731 - the demo world has no malformed records to report
 
@@ -341,8 +434,10 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
         return stores / name
 
     img_root = str(files.images.resolve())
+    present = [sp for sp in SPLITS if any(s.split == sp for s in files.scenes)]
     parts = []
-    for split, vg in (("train", files.vg_train), ("test", files.vg_test)):
+    for split in present:
+        vg = files.vg[split]
         parts.append(write(f"vg_{split}", "visual_genome", only[split], {"visual_genome": img_root},
                            lambda w, c, vg=vg: convert_visual_genome(image_data=vg["image_data"], relationships=vg["relationships"],
                                                                      attributes=vg["attributes"], images=files.images, writer=w, conv=c,
@@ -353,7 +448,12 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
                        lambda w, c: convert_visualsem(nodes=vs["nodes"], tuples=vs["tuples"], glosses=vs["glosses"], images=vs["images"],
                                                       writer=w, conv=c)))
     pairs = [write(f"coco_{split}", "coco", only[split], {"coco": img_root},
-                   lambda w, c, p=p: convert_coco(p, files.images, w, c)) for split, p in (("train", files.coco_train), ("test", files.coco_test))]
+                   lambda w, c, p=files.coco[split]: convert_coco(p, files.images, w, c)) for split in present]
     merge_stores([*parts, *pairs], files.root / "store", split=hashed, overwrite=True)
     merge_stores(pairs, files.root / "pairs_store", split=hashed, overwrite=True)
-    return {"store": files.root / "store", "pairs_store": files.root / "pairs_store"}
+    out = {"store": files.root / "store", "pairs_store": files.root / "pairs_store"}
+    if files.pretrain is not None:
+        tsv = files.pretrain
+        out["pretrain_store"] = write("pretrain", "pairs", only["train"], {"pairs": str(tsv.parent.resolve())},
+                                      lambda w, c: convert_tsv(tsv, w, c))
+    return out
