@@ -42,7 +42,7 @@ def test_answers_of_a_hand_made_scene():
 
 def test_refer_picks_one_object_or_none():
     sc = _scene()
-    circle, square, triangle = sc.objects
+    circle, _, triangle = sc.objects
     assert refer(circle, sc) == "the circle"
     assert refer(triangle, sc, without="shape") == "the small red object"
     twins = Scene(2, 64, 64, [Obj(1, "circle", "red", "big", 10, 10, 5), Obj(2, "circle", "red", "big", 40, 40, 5)])
