@@ -6,24 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kgclip.errors import KgclipError
-from kgclip.evaluation import TASKS, ClipScorer, KnowledgeClipScorer, evaluate, flat_metrics
-from kgclip.model.clip import ClipBundle
+from kgclip.evaluation import TASKS, evaluate, flat_metrics, scorer_for
 from kgclip.store import KnowledgeStore
-from kgclip.training.restore import load_trained, uses_fusion
-
-
-def scorer_for(path: str, store: KnowledgeStore, name: str | None = None, as_clip: bool | None = None, device: str = "cpu"):
-    """Knowledge-CLIP scoring for a run that trained the fusion encoder, CLIP scoring otherwise."""
-    model, config, ckpt = load_trained(path)
-    clip = not uses_fusion(config) if as_clip is None else as_clip
-    if clip:
-        bundle = ClipBundle(model.clip, model.preprocess_train, model.preprocess_val, model.tokenizer, config.model.clip_model)
-        return ClipScorer(bundle, store, name or config.name, device=device)
-    if list(ckpt.get("relation_keys") or []) != store.relation_keys.tolist():
-        raise KgclipError(f"{path}: trained on another relation vocabulary ({ckpt['num_relations']} relations) than the store "
-                          f"{store.path} ({store.num_relations}); evaluate on the store it was trained on")
-    return KnowledgeClipScorer(model, store, name or config.name, device=device)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

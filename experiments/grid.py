@@ -6,10 +6,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.evaluate import scorer_for
 from kgclip.config import apply_overrides, from_dict, load_yaml, load_yaml_section
 from kgclip.errors import ConfigError
-from kgclip.evaluation import evaluate, flat_metrics
+from kgclip.evaluation import evaluate, flat_metrics, scorer_for
 from kgclip.store import KnowledgeStore
 from kgclip.training import RunConfig, train_loop
 

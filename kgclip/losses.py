@@ -16,6 +16,7 @@ from torch import Tensor
 from kgclip.model.clip import clip_logits
 from kgclip.model.knowledge_clip import KnowledgeOutput
 from kgclip.sampling.triplets import TripletBatch
+from kgclip.vocabulary import PAIR_RELATIONS
 
 Gather = Callable[[Tensor], tuple[Tensor, int]]
 """local tensor -> (concatenation over ranks, offset of this rank's rows)."""
@@ -35,7 +36,8 @@ class LossConfig:
             the student's image-text logits) or ``"features"`` (KL between the teacher's and the
             student's feature distributions over the embedding dimension).
         kd_temperature: temperature of the ``"features"`` mode.
-        pair_relations: relation keys whose triplets are image-caption pairs for the CLIP loss.
+        pair_relations: relations (keys or texts, see :func:`kgclip.vocabulary.relation_ids`) whose
+            triplets are image-caption pairs for the CLIP loss.
     """
 
     e2e: float = 1.0
@@ -45,7 +47,7 @@ class LossConfig:
     clip: float = 1.0
     kd_mode: str = "logits"
     kd_temperature: float = 0.1
-    pair_relations: tuple[str, ...] = ("image of", "caption of")
+    pair_relations: tuple[str, ...] = PAIR_RELATIONS
 
 
 def _zero(out: KnowledgeOutput) -> Tensor:

@@ -21,6 +21,7 @@ from kgclip.sampling.content import EntityInputs
 from kgclip.store.reader import KnowledgeStore
 from kgclip.training.checkpoint import resolve_checkpoint
 from kgclip.training.restore import load_trained
+from kgclip.vocabulary import check_relation_vocabulary, relation_id
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
@@ -41,9 +42,7 @@ class QueryEngine:
         if store is None:
             store = ckpt.get("store_path") or config.data.store
         self.store = store if isinstance(store, KnowledgeStore) else KnowledgeStore(store)
-        if list(ckpt.get("relation_keys") or []) != self.store.relation_keys.tolist():
-            raise KgclipError(f"{self.path}: the checkpoint's relations do not match the store {self.store.path} "
-                              f"({len(ckpt.get('relation_keys') or [])} vs {self.store.num_relations}); use the store it was trained on")
+        check_relation_vocabulary(ckpt.get("relation_keys"), self.store, self.path)
         self.scorer = KnowledgeClipScorer(model, self.store, name=config.name)
         self.model = model
         self.cache_path = self.path.with_name(self.path.name + ".candidates.pt") if cache else None
@@ -81,7 +80,7 @@ class QueryEngine:
             inputs = EntityInputs(img, torch.tensor([0]), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
             return self.model.encode_entities(inputs.to(self.scorer.device), torch.tensor([0]))
         try:
-            return self.scorer.encoded(torch.tensor([resolve_entity(self.store, thing)]))
+            return self.scorer.encode(torch.tensor([resolve_entity(self.store, thing)]))
         except UnknownEntityError:
             tokens = self.tokenizer([thing])
             inputs = EntityInputs(torch.empty(0), torch.empty(0, dtype=torch.long), tokens, torch.tensor([0]))
@@ -92,12 +91,8 @@ class QueryEngine:
         return self.scorer.tokenizer
 
     def relation_id(self, relation: str) -> int:
-        r = self.store.relations
-        for col in ("key", "text"):
-            hit = r.index[r[col] == relation]
-            if len(hit):
-                return int(r["relation_id"].iloc[hit[0]])
-        raise KgclipError(f"unknown relation {relation!r}; relations: {', '.join(r['text'].tolist()[:20])}")
+        """The id of a relation named by key or text (see :func:`kgclip.vocabulary.relation_id`)."""
+        return relation_id(self.store, relation)
 
     # -- the two questions ----------------------------------------------------------------------
     @torch.no_grad()

@@ -2,7 +2,12 @@
 
 (h, r, ?) ranks the true tail among all entities of the tail's modality; (?, r, t) the true head
 among all entities of the head's modality. Other true answers from train + valid + test are
-filtered. Results: overall, per relation and per modality pair.
+filtered. Facts hold between concepts: entities that are views of one concept (the store's
+``concept`` column, e.g. a VisualSem synset's images and glosses) share them, so a query asked
+of any view of a concept knows the answers of all its views, and every view of an answer's
+concept is a known answer; the other views of the true answer's concept (its siblings) are
+filtered. Entities without a concept (or a store without the column) stand for themselves.
+Results: overall, per relation and per modality pair.
 """
 
 import numpy as np
@@ -10,26 +15,54 @@ import pandas as pd
 import torch
 
 from kgclip.evaluation.ranking import filtered_ranks, rank_metrics
+from kgclip.evaluation.scorers import Scorer
 from kgclip.progress import bar
 from kgclip.store.reader import KnowledgeStore
 
 
-def _filter_pairs(queries: pd.DataFrame, known: pd.DataFrame, on: list[str], answer: str, cand_pos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query row, candidate position) of every known answer sharing the query's ``on`` columns."""
+def concept_groups(entities: pd.DataFrame) -> np.ndarray:
+    """A group id per entity: views of one concept share one; an entity without a concept is its own.
+
+    Args:
+        entities: the store's entity table, rows in entity-id order (``concept`` may be missing).
+    """
+    n = len(entities)
+    groups = np.arange(n, dtype=np.int64)
+    if "concept" in entities.columns:
+        concept = entities["concept"]
+        has = concept.notna().to_numpy()
+        if has.any():
+            codes, _ = pd.factorize(concept[has])
+            groups[has] = n + codes
+    return groups
+
+
+def _filter_pairs(queries: pd.DataFrame, known: pd.DataFrame, on: list[str], answer: str, cand_group: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query row, candidate position) of every known answer of each query.
+
+    ``queries`` and ``known`` carry concept groups (``hg``, ``tg``) in place of entities: a known
+    triplet answers a query when it shares the query's ``on`` columns, and every candidate of the
+    answer's group (``cand_group``: ``group``, ``pos``) is a known answer.
+    """
     q = queries[on].reset_index(drop=True).reset_index(names="qrow")
-    m = q.merge(known[[*on, answer]], on=on, how="inner")
-    pos = cand_pos[m[answer].to_numpy()]
-    ok = pos >= 0
-    return torch.from_numpy(m["qrow"].to_numpy()[ok].copy()), torch.from_numpy(pos[ok])
+    m = q.merge(known[[*on, answer]].drop_duplicates(), on=on, how="inner")[["qrow", answer]]
+    m = m.merge(cand_group, left_on=answer, right_on="group", how="inner")
+    return torch.from_numpy(m["qrow"].to_numpy().copy()), torch.from_numpy(m["pos"].to_numpy().copy())
 
 
-def link_prediction(scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None, chunk: int = 1024) -> dict:
-    """Filtered link prediction of ``split`` triplets; returns overall, per-relation and per-modality-pair metrics."""
+def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None, chunk: int = 1024) -> dict:
+    """Filtered link prediction of ``split`` triplets; returns overall, per-relation and per-modality-pair metrics.
+
+    Memory: the candidate vectors of one side at a time (``[entities of a modality, D]``) and
+    ``chunk`` x candidates scores; the scorer keeps its own candidate matrix.
+    """
     t = store.triplets
     test = t[t["split"] == split][["head_id", "relation_id", "tail_id"]].reset_index(drop=True)
     if max_queries is not None and len(test) > max_queries:
         test = test.sample(n=max_queries, random_state=0).reset_index(drop=True)
-    known = t[["head_id", "relation_id", "tail_id"]]
+    group = concept_groups(store.entities)
+    known = pd.DataFrame({"hg": group[t["head_id"].to_numpy()], "relation_id": t["relation_id"].to_numpy(), "tg": group[t["tail_id"].to_numpy()]})
+    test_g = test.assign(hg=group[test["head_id"].to_numpy()], tg=group[test["tail_id"].to_numpy()])
     modality = (store.entities["modality"].to_numpy(dtype=object) == "text").astype(np.int64)
     n = len(modality)
     ranks = {"tail": np.full(len(test), np.nan), "head": np.full(len(test), np.nan)}
@@ -39,27 +72,29 @@ def link_prediction(scorer, store: KnowledgeStore, split: str = "test", max_quer
             continue
         cand_pos = np.full(n, -1, dtype=np.int64)
         cand_pos[cand_ids] = np.arange(cand_ids.size)
+        cand_group = pd.DataFrame({"group": group[cand_ids], "pos": np.arange(cand_ids.size)})
         cand_t = torch.from_numpy(cand_ids)
         # (h, r, ?): candidates Y(-,-,t) once per entity; queries Y(h,r,-).
         sel = np.flatnonzero(modality[test["tail_id"].to_numpy()] == code)
         if sel.size:
-            q = test.iloc[sel]
+            q = test_g.iloc[sel]
             cands = scorer.candidates(cand_t)
             qv = scorer.queries(torch.tensor(q["head_id"].tolist()), torch.tensor(q["relation_id"].tolist()))
-            fq, fc = _filter_pairs(q, known, ["head_id", "relation_id"], "tail_id", cand_pos)
+            fq, fc = _filter_pairs(q, known, ["hg", "relation_id"], "tg", cand_group)
             true = torch.from_numpy(cand_pos[q["tail_id"].to_numpy()])
             ranks["tail"][sel] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, chunk=chunk).numpy()
         # (?, r, t): per relation, candidates Y(h, r, -) for every h of the modality; query Y(-,-,t).
         sel = np.flatnonzero(modality[test["head_id"].to_numpy()] == code)
         if sel.size:
-            q_all = test.iloc[sel]
+            q_all = test_g.iloc[sel]
             for r, q in bar(q_all.groupby("relation_id"), desc=f"{scorer.name}: head prediction", unit="relation", leave=False):
                 rows = sel[np.flatnonzero(q_all["relation_id"].to_numpy() == r)]
                 cands = scorer.queries(cand_t, torch.full((cand_ids.size,), int(r), dtype=torch.long))
                 qv = scorer.candidates(torch.from_numpy(q["tail_id"].to_numpy().copy()))
-                fq, fc = _filter_pairs(q, known, ["relation_id", "tail_id"], "head_id", cand_pos)
+                fq, fc = _filter_pairs(q, known, ["relation_id", "tg"], "hg", cand_group)
                 true = torch.from_numpy(cand_pos[q["head_id"].to_numpy()])
                 ranks["head"][rows] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, chunk=chunk).numpy()
+                del cands
     both = np.concatenate([ranks["tail"], ranks["head"]])
     result = {"overall": rank_metrics(torch.from_numpy(both)), "tail": rank_metrics(torch.from_numpy(ranks["tail"])),
               "head": rank_metrics(torch.from_numpy(ranks["head"]))}
@@ -72,7 +107,7 @@ def link_prediction(scorer, store: KnowledgeStore, split: str = "test", max_quer
     return result
 
 
-def relation_prediction(scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None) -> dict:
+def relation_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None) -> dict:
     """Accuracy of predicting r from (h, ?, t) over the relation vocabulary."""
     t = store.triplets
     test = t[t["split"] == split].reset_index(drop=True)

@@ -5,13 +5,15 @@ from typing import Any
 
 from kgclip.errors import KgclipError
 from kgclip.evaluation.link_prediction import link_prediction, relation_prediction
+from kgclip.evaluation.scorers import Scorer
 from kgclip.evaluation.tasks import binding, retrieval, zero_shot
 from kgclip.store.reader import KnowledgeStore
+from kgclip.vocabulary import image_of_relation
 
 TASKS = ("link", "relation", "zero_shot", "retrieval", "binding")
 
 
-def evaluate(scorer, store: KnowledgeStore, tasks: tuple[str, ...] | list[str] = TASKS, assets: str | Path | None = None,
+def evaluate(scorer: Scorer, store: KnowledgeStore, tasks: tuple[str, ...] | list[str] = TASKS, assets: str | Path | None = None,
              max_queries: int | None = None) -> dict[str, Any]:
     """Results of each task (nested). ``assets`` is the folder holding zero_shot.json / binding.json."""
     unknown = set(tasks) - set(TASKS)
@@ -32,9 +34,7 @@ def evaluate(scorer, store: KnowledgeStore, tasks: tuple[str, ...] | list[str] =
             out[name] = {}
             continue
         if name == "binding":
-            r = store.relations
-            ids = r.loc[r["text"] == "image of", "relation_id"].tolist()
-            out[name] = fn(scorer, path, ids[0] if ids else None)
+            out[name] = fn(scorer, path, image_of_relation(store))
         else:
             out[name] = fn(scorer, path)
     return out

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from kgclip.errors import KgclipError
+from kgclip.evaluation.scorers import Scorer
 from kgclip.store.reader import KnowledgeStore
+from kgclip.vocabulary import IMAGE_OF, relation_ids
 
 
 def _load_json(path: Path) -> dict:
@@ -44,7 +46,7 @@ def _batched(fn, x: torch.Tensor, size: int = 256) -> torch.Tensor:
     return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
 
 
-def zero_shot(scorer, items_json: str | Path) -> dict[str, float]:
+def zero_shot(scorer: Scorer, items_json: str | Path) -> dict[str, float]:
     """Top-1, top-5 and mean per-class recall for each task, with prompt ensembles."""
     spec = _load_json(items_json)
     root = Path(items_json).parent
@@ -69,14 +71,13 @@ def zero_shot(scorer, items_json: str | Path) -> dict[str, float]:
     return out
 
 
-def retrieval(scorer, store: KnowledgeStore, split: str = "test", relation: str = "image of") -> dict[str, float]:
+def retrieval(scorer: Scorer, store: KnowledgeStore, split: str = "test", relation: str = IMAGE_OF) -> dict[str, float]:
     """Image-text retrieval both ways over the split's image-caption pairs, named as LAVIS does.
 
     ``txt_r@k``: an image finds its text if any of its captions is in the top k; ``img_r@k``: a
     caption finds its image in the top k.
     """
-    r = store.relations
-    rel_ids = r.loc[(r["text"] == relation) | (r["key"] == relation), "relation_id"].tolist()
+    rel_ids = relation_ids(store, relation)
     t = store.triplets
     pairs = t[(t["split"] == split) & t["relation_id"].isin(rel_ids)]
     if len(pairs) == 0:
@@ -100,7 +101,7 @@ def retrieval(scorer, store: KnowledgeStore, split: str = "test", relation: str 
     return out
 
 
-def binding(scorer, items_json: str | Path, pair_relation: int | None = None) -> dict[str, float]:
+def binding(scorer: Scorer, items_json: str | Path, pair_relation: int | None = None) -> dict[str, float]:
     """ARO-style accuracy: the true caption must outscore its swapped version (ties count half).
 
     Scored by the towers (``aro_*``) and, when ``pair_relation`` (the id of "image of") is given,
