@@ -66,6 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("stores", nargs="+", help="store folders")
     _common(mp, records=False)
     mp.set_defaults(func=run_merge)
+    from experiments import cache_images
+
+    cache_images.add_parser(verbs)
 
 
 def _inputs(args: argparse.Namespace) -> list[str]:
