@@ -10,7 +10,6 @@ batch's triplets that touch it are dropped and counted, never a crash.
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -20,30 +19,50 @@ from torch import Tensor
 
 from kgclip.errors import ConfigError
 from kgclip.sampling.image_cache import ImageCache, open_image_cache
-from kgclip.sampling.images import entity_images, load_crop, split_transform
+from kgclip.sampling.images import entity_images, load_crop, normalize_pixels, split_transform
 from kgclip.store.reader import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class EntityInputs:
     """Model inputs of a batch's entities, split by modality.
+
+    Images may travel as uint8 pixels (4x fewer bytes between processes and to the GPU) and
+    become float tensors where they are first read, on the device they are on then, with the
+    same operations (and so the same values) as the model's ``ToTensor`` + ``Normalize``.
 
     Attributes:
         images: [n_img, 3, H, W] transformed images (crops for regions).
         image_pos: [n_img] positions of those entities in ``TripletBatch.entities``.
         texts: [n_txt, context] token ids.
         text_pos: [n_txt] positions in ``TripletBatch.entities``.
+        pixels: [n_img, H, W, 3] uint8 images before ``ToTensor`` when ``images`` is made from
+            them (with ``normalize`` = (mean, std)), else None.
     """
 
-    images: Tensor
-    image_pos: Tensor
-    texts: Tensor
-    text_pos: Tensor
+    def __init__(self, images: Tensor | None, image_pos: Tensor, texts: Tensor, text_pos: Tensor, *,
+                 pixels: Tensor | None = None, normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> None:
+        if images is None and (pixels is None or normalize is None):
+            raise ValueError("EntityInputs needs images, or pixels with their normalisation")
+        self._images, self.pixels, self.normalize = images, pixels, normalize
+        self.image_pos, self.texts, self.text_pos = image_pos, texts, text_pos
+
+    @property
+    def images(self) -> Tensor:
+        if self._images is None:
+            self._images = normalize_pixels(self.pixels, *self.normalize) if self.pixels.numel() else torch.empty(0, device=self.pixels.device)
+        return self._images
 
     def to(self, device: torch.device | str) -> "EntityInputs":
-        return EntityInputs(self.images.to(device), self.image_pos.to(device), self.texts.to(device), self.text_pos.to(device))
+        moved = (self.image_pos.to(device), self.texts.to(device), self.text_pos.to(device))
+        if self._images is None:
+            return EntityInputs(None, *moved, pixels=self.pixels.to(device), normalize=self.normalize)
+        return EntityInputs(self._images.to(device), *moved)
+
+    def __repr__(self) -> str:
+        what = f"images={tuple(self._images.shape)}" if self._images is not None else f"pixels={tuple(self.pixels.shape)}"
+        return f"EntityInputs({what}, texts={tuple(self.texts.shape)})"
 
 
 class EntityContent:
@@ -73,15 +92,19 @@ class EntityContent:
         self._image = lru_cache(maxsize=cache_size)(self._load_image)
         self._tokens = lru_cache(maxsize=cache_size)(self._load_tokens)
         self.stages = split_transform(image_transform)
+        # ToTensor + Normalize left to where the batch is read (the GPU in training): uint8 travels.
+        self._deferred = self.stages is not None and self.stages.mean is not None
         self.cache: ImageCache | None = None
         if image_cache == "auto" and bool((self.modality == 0).any()):
             self.cache, why = open_image_cache(store, self.stages)
             log.info("entity images: %s", why if self.cache is not None else f"decoded from their files ({why})")
 
     def _load_image(self, eid: int) -> Tensor | None:
+        """Decoded and cropped; then [H, W, 3] uint8 after the PIL steps when conversion is deferred, else transformed."""
         path = self.paths[eid]
         try:
-            return self.image_transform(load_crop(path, self.bbox[eid]))
+            crop = load_crop(path, self.bbox[eid])
+            return torch.from_numpy(np.array(self.stages.pil(crop), dtype=np.uint8)) if self._deferred else self.image_transform(crop)
         except (OSError, UnidentifiedImageError, ValueError, TypeError) as exc:
             self.failures[self.keys[eid]] += 1
             log.warning("entity %s: cannot load image %s (%s); its triplets are skipped", self.keys[eid], path, exc)
@@ -92,29 +115,39 @@ class EntityContent:
 
     def image(self, eid: int) -> Tensor | None:
         """The transformed image (or crop) of an image entity, decoded from its file; None when it cannot be loaded."""
-        return self._image(int(eid))
+        x = self._image(int(eid))
+        return x if x is None or not self._deferred else normalize_pixels(x[None], self.stages.mean, self.stages.std)[0]
 
     def _images(self, ids: list[int], img_pos: np.ndarray, bad: Tensor) -> tuple[Tensor, list[int]]:
-        """Images at ``img_pos`` (cached rows in one read, the rest decoded) and the positions that loaded."""
+        """Images at ``img_pos`` (cached rows in one read, the others decoded) and the positions that loaded.
+
+        They are [n, H, W, 3] uint8 pixels when conversion is deferred, else [n, 3, H, W] model inputs.
+        """
         rows = self.cache.rows([ids[p] for p in img_pos.tolist()]) if self.cache is not None and img_pos.size else np.full(img_pos.size, -1)
         hit = rows >= 0
-        cached = self.stages.to_tensors(self.cache.read(rows[hit])) if hit.any() else None
-        if hit.all() and cached is not None:
-            return cached, img_pos.tolist()
+        cached = None
+        if hit.any():
+            px = self.cache.read(rows[hit])
+            cached = torch.from_numpy(px) if self._deferred else self.stages.to_tensors(px)
+            if hit.all():
+                return cached, img_pos.tolist()
         imgs: list[Tensor] = []
         ok_pos: list[int] = []
         for p in img_pos[~hit].tolist():
-            x = self.image(ids[p])
+            x = self._image(ids[p])
             if x is None:
                 bad[p] = True
             else:
                 imgs.append(x)
                 ok_pos.append(p)
-        images = torch.stack(imgs) if imgs else torch.empty(0)
+        if not imgs:
+            if cached is not None:
+                return cached, img_pos[hit].tolist()
+            h, w = self.stages.size if self._deferred else (0, 0)
+            return (torch.empty(0, h, w, 3, dtype=torch.uint8) if self._deferred else torch.empty(0)), []
+        images = torch.stack(imgs)
         if cached is None:
             return images, ok_pos
-        if not imgs:
-            return cached, img_pos[hit].tolist()
         pos = np.concatenate([img_pos[hit], np.asarray(ok_pos, dtype=np.int64)])
         order = torch.from_numpy(np.argsort(pos, kind="stable"))
         return torch.cat([cached, images])[order], pos[order.numpy()].tolist()
@@ -128,8 +161,10 @@ class EntityContent:
         bad = torch.zeros(len(ids), dtype=torch.bool)
         images, ok_pos = self._images(ids, img_pos, bad)
         texts = torch.stack([self._tokens(ids[p]) for p in txt_pos.tolist()]) if len(txt_pos) else torch.empty(0, dtype=torch.long)
-        inputs = EntityInputs(images, torch.tensor(ok_pos, dtype=torch.long), texts, torch.from_numpy(txt_pos).long())
-        return inputs, bad
+        pos, tpos = torch.tensor(ok_pos, dtype=torch.long), torch.from_numpy(txt_pos).long()
+        if self._deferred:
+            return EntityInputs(None, pos, texts, tpos, pixels=images, normalize=(self.stages.mean, self.stages.std)), bad
+        return EntityInputs(images, pos, texts, tpos), bad
 
     def attach(self, batch):
         """The batch with ``inputs`` loaded; triplets touching a failed image are dropped and named in ``skipped``."""

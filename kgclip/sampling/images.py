@@ -70,10 +70,20 @@ class ImageStages:
         """[n, H, W, 3] uint8 -> [n, 3, H, W] model input, equal to ``tensor`` applied to each image."""
         if self.mean is None or self.std is None:
             return torch.stack([self.tensor(p) for p in pixels]) if len(pixels) else torch.empty(0)
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).contiguous().to(torch.get_default_dtype()).div(255)
-        mean = torch.as_tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.as_tensor(self.std, dtype=x.dtype).view(1, -1, 1, 1)
-        return x.sub_(mean).div_(std)
+        return normalize_pixels(torch.from_numpy(np.ascontiguousarray(pixels)), self.mean, self.std)
+
+
+def normalize_pixels(pixels: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """[n, H, W, C] uint8 -> [n, C, H, W] float, on the pixels' device.
+
+    The same elementwise operations as torchvision's ``ToTensor`` then ``Normalize`` (``/ 255``,
+    ``- mean``, ``/ std``, each rounded once), so the same values as those applied image by image.
+    """
+    x = pixels.permute(0, 3, 1, 2).to(torch.get_default_dtype(), memory_format=torch.contiguous_format)
+    x.div_(255)
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
 
 
 def split_transform(transform: Callable) -> ImageStages | None:

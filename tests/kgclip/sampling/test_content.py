@@ -54,3 +54,29 @@ def test_decode_failure_is_counted_and_skipped(tmp_path):
     assert skipped and skipped <= bad_keys
     assert set(content.failures) <= bad_keys
     assert total < graph.num_triplets and total + dropped == graph.num_triplets  # every triplet used or counted
+
+
+def test_images_travel_as_uint8_and_equal_the_transform_per_image(tmp_path):
+    import open_clip
+
+    from tests.kgclip.sampling.test_image_cache import jpeg_store
+
+    store, ids, t = jpeg_store(tmp_path)
+    pre = open_clip.image_transform(32, is_train=False)
+    content = EntityContent(store, pre, _tokenizer, image_cache="off")
+    inputs, bad = content.load(torch.tensor([t, *ids[:5]]))
+    assert not bad.any() and inputs.image_pos.tolist() == [1, 2, 3, 4, 5] and inputs.text_pos.tolist() == [0]
+    assert inputs.pixels.dtype == torch.uint8 and inputs.pixels.shape == (5, 32, 32, 3)
+    expected = []
+    for eid in ids[:5]:  # by hand: open, RGB, crop to (int(x), int(y), round(x + w), round(y + h)), the whole transform
+        row = store.entities.iloc[eid]
+        with Image.open(tmp_path / "img" / row["image"]) as im:
+            im = im.convert("RGB")
+        if row["bbox"] is not None:
+            x, y, w, h = row["bbox"]
+            im = im.crop((int(x), int(y), round(x + w), round(y + h)))
+        expected.append(pre(im))
+    moved = inputs.to("cpu")
+    assert moved.pixels is not None  # still uint8 after the move: converted where first read
+    assert torch.equal(moved.images, torch.stack(expected))
+    assert torch.equal(content.image(ids[1]), expected[1])

@@ -21,19 +21,19 @@ def _tokenizer(texts):
     return torch.tensor([[len(t), 1, 0] for t in texts])
 
 
-def _photo(path, w, h, seed):
+def photo(path, w, h, seed):
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
     pix = np.stack([x * 255 // w, y * 255 // h, (x + y) % 256], -1) + rng.integers(0, 40, (h, w, 3))
     Image.fromarray(np.clip(pix, 0, 255).astype(np.uint8)).save(path, quality=90)
 
 
-def _store(tmp_path, name="s", broken=False):
+def jpeg_store(tmp_path, name="s", broken=False):
     """Two JPEGs with region boxes (fractional ones too), a whole image, a text, and a broken file."""
     root = tmp_path / "img"
     root.mkdir(exist_ok=True)
-    _photo(root / "a.jpg", 50, 40, 0)
-    _photo(root / "b.jpg", 61, 45, 1)
+    photo(root / "a.jpg", 50, 40, 0)
+    photo(root / "b.jpg", 61, 45, 1)
     (root / "bad.jpg").write_bytes(b"not a jpeg" if broken else (root / "a.jpg").read_bytes())
     boxes = [("a.jpg", (0, 0, 20, 10)), ("a.jpg", (3.4, 5.6, 30.2, 20.7)), ("a.jpg", (10, 2, 7, 35)), ("b.jpg", None),
              ("b.jpg", (40, 30, 21, 15)), ("bad.jpg", (1, 1, 10, 10))]
@@ -52,7 +52,7 @@ def _transform(size=SIZE, **kw):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cached_tensors_equal_the_jpeg_path(tmp_path, workers):
-    store, ids, t = _store(tmp_path, broken=True)
+    store, ids, t = jpeg_store(tmp_path, broken=True)
     stages = split_transform(_transform())
     summary = write_image_cache(store, stages, workers=workers, max_bad_fraction=0.5)
     assert summary.written == 5 and list(summary.failures) == ["i5"]
@@ -75,7 +75,7 @@ def test_cached_tensors_equal_the_jpeg_path(tmp_path, workers):
 def test_model_transform_uses_the_cache_the_command_writes(tmp_path, capsys):
     from kgclip.model.clip import create_clip
 
-    store, ids, _ = _store(tmp_path)
+    store, ids, _ = jpeg_store(tmp_path)
     assert cli(["prepare", "cache-images", str(store.path), "--size", "64", "--workers", "1", "--dry-run"]) == 0
     n_bytes = 6 * 64 * 64 * 3 + 8 * 7
     assert f"6 image entities at 64x64 px, {n_bytes / 1024:,.1f} KiB in 1 shard(s)" in capsys.readouterr().out
@@ -92,7 +92,7 @@ def test_model_transform_uses_the_cache_the_command_writes(tmp_path, capsys):
 
 
 def test_cache_not_used_when_store_or_transform_changed(tmp_path):
-    store, ids, _ = _store(tmp_path)
+    store, _, _ = jpeg_store(tmp_path)
     write_image_cache(store, split_transform(_transform()))
     assert open_image_cache(store, split_transform(_transform()))[0] is not None
     cache, why = open_image_cache(store, split_transform(_transform(interpolation="bilinear")))
@@ -110,7 +110,7 @@ def test_cache_not_used_when_store_or_transform_changed(tmp_path):
     cache, why = open_image_cache(KnowledgeStore(store.path), split_transform(_transform()))
     assert cache is None and "fingerprint" in why
     # a truncated shard is refused, not read
-    store, _, _ = _store(tmp_path, name="s3")
+    store, _, _ = jpeg_store(tmp_path, name="s3")
     write_image_cache(store, split_transform(_transform()))
     folder = store.path / CACHE_DIR / f"{SIZE}x{SIZE}"
     np.save(folder / "shard-00000.npy", np.zeros((2, SIZE, SIZE, 3), np.uint8))
@@ -119,7 +119,7 @@ def test_cache_not_used_when_store_or_transform_changed(tmp_path):
 
 
 def test_failed_write_leaves_the_old_cache_and_no_temporary(tmp_path):
-    store, ids, _ = _store(tmp_path)
+    store, _, _ = jpeg_store(tmp_path)
     stages = split_transform(_transform())
     write_image_cache(store, stages)
     folder = store.path / CACHE_DIR / f"{SIZE}x{SIZE}"
@@ -134,7 +134,7 @@ def test_failed_write_leaves_the_old_cache_and_no_temporary(tmp_path):
 
 
 def test_plan_counts_image_entities_and_shards(tmp_path):
-    store, _, _ = _store(tmp_path)
+    store, _, _ = jpeg_store(tmp_path)
     stages = split_transform(_transform())
     plan = plan_image_cache(store, stages, shard_bytes=2 * SIZE * SIZE * 3 + 5)
     assert plan.rows == 6 and plan.rows_per_shard == 2 and plan.shards == 3 and plan.bytes == 6 * SIZE * SIZE * 3
