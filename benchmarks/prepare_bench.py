@@ -1,7 +1,7 @@
 """Converter benchmark.
 
 ConceptNet: a generated file in the real assertion format; lines per second of
-``convert_conceptnet`` and the ratio against pyarrow's CSV reader alone parsing the same file
+``ConceptNet.convert`` and the ratio against pyarrow's CSV reader alone parsing the same file
 (goal at least 0.5); peak memory at 0.5M and at 2M lines (goal: flat).
 Visual Genome: a generated relationships.json of 20k images; peak memory as a fraction of the
 file size (goal under 0.25).
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _util import measure, row
 
 from data_prep.common import Conversion
-from data_prep.conceptnet import COLUMNS, convert_conceptnet
-from data_prep.visual_genome import convert_visual_genome
+from data_prep.conceptnet import COLUMNS, ConceptNet
+from data_prep.visual_genome import VisualGenome
 from kgclip.store import StoreWriter
 
 RELS = ["/r/IsA", "/r/PartOf", "/r/UsedFor", "/r/RelatedTo", "/r/HasProperty", "/r/AtLocation", "/r/Synonym"]
@@ -61,7 +61,7 @@ def pyarrow_only(path: str) -> int:
 def convert_cn(path: str, out: str, limit: int | None) -> int:
     with StoreWriter(out, overwrite=True, shard_rows=500_000) as w:
         conv = Conversion("conceptnet", w, limit=limit)
-        convert_conceptnet(path, w, conv)
+        ConceptNet(assertions=path).convert(w, conv)
     return conv.read
 
 
@@ -89,7 +89,8 @@ def convert_vg(root: str, out: str) -> int:
     r = Path(root)
     with StoreWriter(out, overwrite=True) as w:
         conv = Conversion("visual_genome", w)
-        convert_visual_genome(image_data=r / "image_data.json", relationships=r / "relationships.json", images=r, writer=w, conv=conv, check_images=False)
+        VisualGenome(image_data=str(r / "image_data.json"), relationships=str(r / "relationships.json"), images=str(r),
+                     check_images=False).convert(w, conv)
     return conv.kept
 
 

@@ -7,10 +7,10 @@ import sys
 import unicodedata
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ijson
 
@@ -20,6 +20,7 @@ from kgclip.store import StoreWriter
 MAX_TEXT_CHARS = 300
 """Longer entity texts are cut to this many characters (and counted as ``text cut``)."""
 MAX_REPORTED = 5
+T = TypeVar("T")
 
 
 class Conversion:
@@ -62,6 +63,20 @@ class Conversion:
         """True once ``limit`` records have been read."""
         return self.limit is not None and self.read >= self.limit
 
+    def records(self, items: Iterable[T]) -> Iterator[T]:
+        """Yield the records of ``items``, each counted as read, and stop at ``limit``."""
+        for item in items:
+            if self.done():
+                return
+            self.read += 1
+            yield item
+
+    def read_block(self, n: int) -> int:
+        """Count up to ``n`` records of a block as read (fewer once ``limit`` is near); returns how many."""
+        n = n if self.limit is None else max(0, min(n, self.limit - self.read))
+        self.read += n
+        return n
+
     def skip(self, reason: str, where: str | None = None, *, bad: bool = True, n: int = 1) -> None:
         """Count ``n`` skipped records; bad ones are reported (first few) and checked against the limit."""
         (self.bad if bad else self.filtered)[reason] += n
@@ -75,7 +90,7 @@ class Conversion:
     def note(self, reason: str, n: int = 1) -> None:
         """Count something kept but changed (texts cut, self-loops): recorded, not a skip."""
         self.notes[reason] += n
-        self.writer.count_skip(self.source, reason, n)
+        self.writer.count_note(self.source, reason, n)
 
     def check(self, final: bool = True) -> None:
         """Raise :class:`SourceError` when bad records exceed the allowed share.
@@ -144,10 +159,7 @@ def open_binary(path: Path) -> Iterator[io.BufferedIOBase]:
 def iter_lines(path: Path, conv: Conversion) -> Iterator[tuple[int, str]]:
     """Yield (line number, decoded line without newline); a line that is not UTF-8 is a counted bad skip."""
     with open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            if conv.done():
-                return
-            conv.read += 1
+        for lineno, raw in conv.records(enumerate(f, start=1)):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:

@@ -10,6 +10,8 @@ compute functions: 34M lines never sit in memory at once, and Python only touche
 node once (to add it to the store).
 """
 
+import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from data_prep.base import Converter, option
 from data_prep.common import MAX_TEXT_CHARS, Conversion, open_binary, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
@@ -59,8 +62,6 @@ def relation_key(name: str) -> str:
 def _relation_text(key: str) -> str:
     if key in RELATION_TEXT:
         return RELATION_TEXT[key]
-    import re
-
     last = key.rsplit("/", 1)[-1]
     return " ".join(re.sub(r"(?<!^)(?=[A-Z])", " ", last).lower().split())
 
@@ -95,59 +96,58 @@ def _as_utf8(batch: pa.RecordBatch, path: Path, conv: Conversion) -> pa.Table:
     return pa.table({c: pc.cast(table[c], pa.string()) for c in COLUMNS})
 
 
-def convert_conceptnet(
-    path: str | Path,
-    writer: StoreWriter,
-    conv: Conversion,
-    *,
-    langs: list[str] | None = ("en",),  # type: ignore[assignment]
-    relations: list[str] | None = None,
-    min_weight: float | None = None,
-    block_size: int = 1 << 24,
-) -> None:
-    """Convert a ConceptNet assertion dump.
+def _csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
 
-    Args:
-        path: the ``.csv`` or ``.csv.gz`` dump.
-        writer, conv: the store and the accounting.
-        langs: keep assertions whose both ends are in these languages (None: all).
-        relations: keep only these relations (``IsA`` or ``/r/IsA``; None: all).
-        min_weight: drop assertions lighter than this.
-        block_size: bytes per parsed block.
-    """
-    path = require_file(path, "ConceptNet assertions file")
-    _check_first_line(path)
 
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        conv.read += 1
-        conv.skip(f"{row.actual_columns} columns instead of {row.expected_columns}", f"{path}: record {row.text[:80]!r}")
-        return "skip"
+@dataclasses.dataclass
+class ConceptNet(Converter):
+    """A ConceptNet 5 assertion dump; a *record* is one line."""
 
-    try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=COLUMNS, block_size=block_size),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in COLUMNS}),
-        )
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise SourceError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
-    lang_set = pa.array(list(langs)) if langs else None
-    rel_set = pa.array([relation_key(r) for r in relations]) if relations else None
-    rel_ids: dict[str, int] = {}
-    with progress.bar(desc="conceptnet", unit=" lines", unit_scale=True) as bar:
-        while not conv.done():
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (OSError, pa.ArrowInvalid, EOFError) as exc:
-                raise SourceError(f"{path}: truncated or corrupt after about {conv.read} records ({str(exc).splitlines()[0]})") from None
-            if conv.limit is not None:
-                batch = batch.slice(0, conv.limit - conv.read)
-            conv.read += len(batch)
-            bar.update(len(batch))
-            _convert_block(_as_utf8(batch, path, conv), writer, conv, lang_set, rel_set, min_weight, rel_ids)
+    name = "conceptnet"
+    description = "ConceptNet 5 assertion dump"
+
+    assertions: str = option(None, help="conceptnet-assertions-5.7.0.csv[.gz]", positional=True)
+    lang: list[str] = option(["en"], help="languages both ends must have (default: en; 'all' for any)", nargs="+")
+    relations: list[str] | None = option(None, help="comma-separated relations to keep, e.g. IsA,PartOf", type=_csv_list)
+    min_weight: float | None = option(None, help="drop assertions lighter than this", type=float)
+    block_size: int = 1 << 24
+    """Bytes per parsed block (not an option)."""
+
+    def convert(self, writer: StoreWriter, conv: Conversion) -> None:
+        """Stream the dump in blocks; both ends must be in ``lang``, the relation in ``relations``."""
+        path = require_file(self.assertions, "ConceptNet assertions file")
+        _check_first_line(path)
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            conv.read_block(1)
+            conv.skip(f"{row.actual_columns} columns instead of {row.expected_columns}", f"{path}: record {row.text[:80]!r}")
+            return "skip"
+
+        try:
+            reader = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(column_names=COLUMNS, block_size=self.block_size),
+                parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in COLUMNS}),
+            )
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise SourceError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+        langs = None if not self.lang or self.lang == ["all"] else self.lang
+        lang_set = pa.array(list(langs)) if langs else None
+        rel_set = pa.array([relation_key(r) for r in self.relations]) if self.relations else None
+        rel_ids: dict[str, int] = {}
+        with progress.bar(desc="conceptnet", unit=" lines", unit_scale=True) as bar:
+            while not conv.done():
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (OSError, pa.ArrowInvalid, EOFError) as exc:
+                    raise SourceError(f"{path}: truncated or corrupt after about {conv.read} records ({str(exc).splitlines()[0]})") from None
+                batch = batch.slice(0, conv.read_block(len(batch)))
+                bar.update(len(batch))
+                _convert_block(_as_utf8(batch, path, conv), writer, conv, lang_set, rel_set, self.min_weight, rel_ids)
 
 
 def _drop(table: pa.Table, keep: pa.ChunkedArray | pa.Array, conv: Conversion, reason: str, bad: bool) -> pa.Table:

@@ -412,12 +412,12 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     and test scenes, with their captions, are all in the valid and test splits; ConceptNet and
     VisualSem are split by hash.
     """
-    from data_prep.common import Conversion
-    from data_prep.conceptnet import convert_conceptnet
-    from data_prep.pairs import convert_coco, convert_tsv
-    from data_prep.visual_genome import convert_visual_genome
-    from data_prep.visualsem import convert_visualsem
-    from kgclip.store import SplitConfig, StoreWriter, merge_stores
+    from data_prep.base import Converter
+    from data_prep.conceptnet import ConceptNet
+    from data_prep.pairs import Pairs
+    from data_prep.visual_genome import VisualGenome
+    from data_prep.visualsem import VisualSem
+    from kgclip.store import SplitConfig, merge_stores
 
     stores = files.root / "stores"
     stores.mkdir(parents=True, exist_ok=True)
@@ -425,35 +425,24 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     hashed = SplitConfig(ratios=(0.8, 0.1, 0.1), seed=seed)
     quiet = lambda msg: None  # noqa: E731 - the demo world has no malformed records to report
 
-    def write(name: str, source: str, split: SplitConfig, roots: dict[str, str], fn) -> Path:
-        with StoreWriter(stores / name, image_roots=roots, split=split, overwrite=True) as w:
-            conv = Conversion(source, w, echo=quiet)
-            fn(w, conv)
-            conv.check()
-            w.note_source(source, read=conv.read, kept=conv.kept)
+    def write(name: str, converter: Converter, split: SplitConfig) -> Path:
+        converter.write(stores / name, split=split, overwrite=True, echo=quiet)
         return stores / name
 
-    img_root = str(files.images.resolve())
     present = [sp for sp in SPLITS if any(s.split == sp for s in files.scenes)]
-    parts = []
-    for split in present:
-        vg = files.vg[split]
-        parts.append(write(f"vg_{split}", "visual_genome", only[split], {"visual_genome": img_root},
-                           lambda w, c, vg=vg: convert_visual_genome(image_data=vg["image_data"], relationships=vg["relationships"],
-                                                                     attributes=vg["attributes"], images=files.images, writer=w, conv=c,
-                                                                     with_names=True)))
-    parts.append(write("conceptnet", "conceptnet", hashed, {}, lambda w, c: convert_conceptnet(files.conceptnet, w, c, langs=["en"])))
+    parts = [write(f"vg_{split}", VisualGenome(image_data=str(files.vg[split]["image_data"]), relationships=str(files.vg[split]["relationships"]),
+                                               attributes=str(files.vg[split]["attributes"]), images=str(files.images), with_names=True),
+                   only[split])
+             for split in present]
+    parts.append(write("conceptnet", ConceptNet(assertions=str(files.conceptnet), lang=["en"]), hashed))
     vs = files.visualsem
-    parts.append(write("visualsem", "visualsem", hashed, {"visualsem": str(vs["images"].resolve())},
-                       lambda w, c: convert_visualsem(nodes=vs["nodes"], tuples=vs["tuples"], glosses=vs["glosses"], images=vs["images"],
-                                                      writer=w, conv=c)))
-    pairs = [write(f"coco_{split}", "coco", only[split], {"coco": img_root},
-                   lambda w, c, p=files.coco[split]: convert_coco(p, files.images, w, c)) for split in present]
+    parts.append(write("visualsem", VisualSem(nodes=str(vs["nodes"]), tuples=str(vs["tuples"]), glosses=str(vs["glosses"]),
+                                              images=str(vs["images"])), hashed))
+    pairs = [write(f"coco_{split}", Pairs(coco=str(files.coco[split]), images=str(files.images)), only[split]) for split in present]
     merge_stores([*parts, *pairs], files.root / "store", split=hashed, overwrite=True)
     merge_stores(pairs, files.root / "pairs_store", split=hashed, overwrite=True)
     out = {"store": files.root / "store", "pairs_store": files.root / "pairs_store"}
     if files.pretrain is not None:
         tsv = files.pretrain
-        out["pretrain_store"] = write("pretrain", "pairs", only["train"], {"pairs": str(tsv.parent.resolve())},
-                                      lambda w, c: convert_tsv(tsv, w, c))
+        out["pretrain_store"] = write("pretrain", Pairs(tsv=str(tsv)), only["train"])
     return out

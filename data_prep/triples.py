@@ -3,10 +3,15 @@
 Each line holds three fields separated by ``delimiter`` (a tab by default). Every entity is a
 text entity whose key is ``<source>:<field>`` and whose text is the field with underscores as
 spaces; the relation key is the field as written.
+
+One file is split by kgclip (by unordered entity pair); a benchmark's ``train`` / ``valid`` /
+``test`` files keep their lines in their split, and the leakage between them is counted.
 """
 
+import dataclasses
 from pathlib import Path
 
+from data_prep.base import Converter, option
 from data_prep.common import Conversion, clean_text, iter_lines, require_file
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -18,7 +23,7 @@ def relation_text(key: str) -> str:
     return " ".join(last.replace("_", " ").split()) or key
 
 
-def convert_triples(
+def _convert_file(
     path: str | Path,
     writer: StoreWriter,
     conv: Conversion,
@@ -60,3 +65,35 @@ def convert_triples(
         conv.kept += 1
     if lines == 0 and not conv.done():
         raise SourceError(f"{path}: empty file (no triple lines)")
+
+
+@dataclasses.dataclass
+class Triples(Converter):
+    """Plain head / relation / tail text triples: one file, or given train/valid/test files."""
+
+    name = "triples"
+    description = "plain head/relation/tail text triples (one file, or given --train/--valid/--test files)"
+
+    file: str | None = option(None, help="text file of head / relation / tail lines, split by entity pair", positional=True, nargs="?")
+    train: str | None = option(None, help="a given train file (its lines stay in train; with --valid/--test)")
+    valid: str | None = option(None, help="a given valid file")
+    test: str | None = option(None, help="a given test file")
+    delimiter: str = option("\t", help="field separator (default: tab; 'TAB' also accepted)")
+
+    def check(self) -> None:
+        given = self.train or self.valid or self.test
+        if bool(self.file) == bool(given):
+            raise SourceError("give either one triples FILE (split by kgclip) or --train [--valid] [--test] (splits kept as given)")
+        if given and not self.train:
+            raise SourceError("--valid/--test need --train")
+
+    def files(self) -> list[tuple[str, str | None]]:
+        """(path, split) per file to read; the split is None for a file kgclip splits."""
+        if self.file:
+            return [(self.file, None)]
+        return [(f, s) for f, s in ((self.train, "train"), (self.valid, "valid"), (self.test, "test")) if f]
+
+    def convert(self, writer: StoreWriter, conv: Conversion) -> None:
+        delimiter = "\t" if self.delimiter.upper() == "TAB" else self.delimiter
+        for path, split in self.files():
+            _convert_file(path, writer, conv, delimiter=delimiter, source=self.source, split=split)

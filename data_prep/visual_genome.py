@@ -8,11 +8,13 @@ triplets; ``attributes.json`` adds (region, "has attribute", attribute). Splits 
 are by image: every triplet of a scene lands in one split.
 """
 
+import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from data_prep.base import Converter, option, resolved
 from data_prep.common import Conversion, clean_text, iter_json, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
@@ -124,51 +126,62 @@ class _Regions:
         return eid
 
 
-def convert_visual_genome(
-    *,
-    image_data: str | Path,
-    relationships: str | Path,
-    images: str | Path,
-    writer: StoreWriter,
-    conv: Conversion,
-    objects: str | Path | None = None,
-    attributes: str | Path | None = None,
-    min_predicate_count: int = 1,
-    with_names: bool = False,
-    check_images: bool = True,
-) -> None:
-    """Convert Visual Genome files; a *record* is one relationship."""
-    image_data = require_file(image_data, "image_data.json")
-    relationships = require_file(relationships, "relationships.json")
-    root = Path(images)
-    if check_images and not root.is_dir():
-        raise SourceError(f"{root}: image folder not found")
-    index = ImageIndex(image_data, root, check_images)
-    regions = _Regions(writer, conv, index, with_names)
-
-    keep: set[str] | None = None
-    if min_predicate_count > 1:
-        counts: Counter[str] = Counter()
-        for item in progress.bar(iter_json(relationships), desc="visual genome: counting predicates", unit=" images"):
-            for rel in item.get("relationships") or []:
-                if isinstance(rel, dict) and isinstance(rel.get("predicate"), str):
-                    counts[normalise_predicate(rel["predicate"])] += 1
-        keep = {p for p, n in counts.items() if n >= min_predicate_count}
-
-    rel_ids: dict[str, int] = {}
-    for item in progress.bar(iter_json(relationships), desc="visual genome", unit=" images"):
-        if conv.done():
-            break
+def _relationships(items: Any, index: ImageIndex) -> Any:
+    """(image id, relationship number, relationship) per relationship; (id, None, None) for an image not in image_data.json."""
+    for item in items:
         iid = item.get("image_id", item.get("id")) if isinstance(item, dict) else None
         if iid is None or int(iid) not in index.info:
-            conv.read += 1
-            conv.skip("image not in image_data.json", f"{relationships}: image {iid}")
+            yield iid, None, None
             continue
-        iid = int(iid)
         for j, rel in enumerate(item.get("relationships") or []):
-            if conv.done():
-                break
-            conv.read += 1
+            yield int(iid), j, rel
+
+
+@dataclasses.dataclass
+class VisualGenome(Converter):
+    """Visual Genome scene graphs; a *record* is one relationship."""
+
+    name = "visual-genome"
+    description = "Visual Genome scene graphs"
+    source_name = SOURCE
+
+    image_data: str = option(None, help="image_data.json", required=True)
+    relationships: str = option(None, help="relationships.json", required=True)
+    images: str = option(None, help="folder holding VG_100K/ and VG_100K_2/", required=True)
+    objects: str | None = option(None, help="objects.json (optional)")
+    attributes: str | None = option(None, help="attributes.json (optional): (region, has attribute, a) triplets")
+    min_predicate_count: int = option(1, help="drop predicates seen fewer times", type=int)
+    with_names: bool = option(False, help="add (region, is a, name) text triplets")
+    check_images: bool = option(True, help="trust image paths without stat", flag="--no-check-images")
+
+    def image_roots(self) -> dict[str, str]:
+        return {SOURCE: resolved(self.images)}
+
+    def convert(self, writer: StoreWriter, conv: Conversion) -> None:
+        """Regions of each relationship (deduplicated by object_id), then objects and attributes."""
+        image_data = require_file(self.image_data, "image_data.json")
+        relationships = require_file(self.relationships, "relationships.json")
+        root = Path(self.images)
+        if self.check_images and not root.is_dir():
+            raise SourceError(f"{root}: image folder not found")
+        index = ImageIndex(image_data, root, self.check_images)
+        regions = _Regions(writer, conv, index, self.with_names)
+
+        keep: set[str] | None = None
+        if self.min_predicate_count > 1:
+            counts: Counter[str] = Counter()
+            for item in progress.bar(iter_json(relationships), desc="visual genome: counting predicates", unit=" images"):
+                for rel in item.get("relationships") or []:
+                    if isinstance(rel, dict) and isinstance(rel.get("predicate"), str):
+                        counts[normalise_predicate(rel["predicate"])] += 1
+            keep = {p for p, n in counts.items() if n >= self.min_predicate_count}
+
+        rel_ids: dict[str, int] = {}
+        items = progress.bar(iter_json(relationships), desc="visual genome", unit=" images")
+        for iid, j, rel in conv.records(_relationships(items, index)):
+            if j is None:
+                conv.skip("image not in image_data.json", f"{relationships}: image {iid}")
+                continue
             where = f"{relationships}: image {iid}, relationship {j}"
             if not isinstance(rel, dict) or not isinstance(rel.get("predicate"), str):
                 conv.skip("relationship without a predicate", where)
@@ -191,24 +204,26 @@ def convert_visual_genome(
             writer.add_triplet(h, rel_ids[pred], t, source=SOURCE, group=image_group(iid))
             conv.kept += 1
 
-    if objects is not None:
-        for item in progress.bar(iter_json(require_file(objects, "objects.json")), desc="visual genome objects", unit=" images"):
-            iid = int(item.get("image_id", item.get("id", -1)))
-            if iid in index.info:
-                for k, obj in enumerate(item.get("objects") or []):
-                    regions.entity(iid, obj, f"{objects}: image {iid}, object {k}")
-    if attributes is not None:
-        has_attr = writer.add_relation(*HAS_ATTRIBUTE)
-        for item in progress.bar(iter_json(require_file(attributes, "attributes.json")), desc="visual genome attributes", unit=" images"):
-            iid = int(item.get("image_id", item.get("id", -1)))
-            if iid not in index.info:
-                continue
-            for k, obj in enumerate(item.get("attributes") or []):
-                eid = regions.entity(iid, obj, f"{attributes}: image {iid}, object {k}")
-                if eid is None:
+        if self.objects is not None:
+            objects = require_file(self.objects, "objects.json")
+            for item in progress.bar(iter_json(objects), desc="visual genome objects", unit=" images"):
+                iid = int(item.get("image_id", item.get("id", -1)))
+                if iid in index.info:
+                    for k, obj in enumerate(item.get("objects") or []):
+                        regions.entity(iid, obj, f"{objects}: image {iid}, object {k}")
+        if self.attributes is not None:
+            attributes = require_file(self.attributes, "attributes.json")
+            has_attr = writer.add_relation(*HAS_ATTRIBUTE)
+            for item in progress.bar(iter_json(attributes), desc="visual genome attributes", unit=" images"):
+                iid = int(item.get("image_id", item.get("id", -1)))
+                if iid not in index.info:
                     continue
-                for a in obj.get("attributes") or []:
-                    text = clean_text(a, conv)
-                    if text:
-                        aid = writer.add_entity(f"{SOURCE}:attribute/{text.lower()}", "text", text=text.lower(), source=SOURCE)
-                        writer.add_triplet(eid, has_attr, aid, source=SOURCE, group=image_group(iid))
+                for k, obj in enumerate(item.get("attributes") or []):
+                    eid = regions.entity(iid, obj, f"{attributes}: image {iid}, object {k}")
+                    if eid is None:
+                        continue
+                    for a in obj.get("attributes") or []:
+                        text = clean_text(a, conv)
+                        if text:
+                            aid = writer.add_entity(f"{SOURCE}:attribute/{text.lower()}", "text", text=text.lower(), source=SOURCE)
+                            writer.add_triplet(eid, has_attr, aid, source=SOURCE, group=image_group(iid))

@@ -13,8 +13,12 @@ nodes (the first gloss, else the first image). The sampler draws a view per conc
 draws a triplet; splits and filtered ranking work on concepts.
 """
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from data_prep.base import Converter, option, resolved
 from data_prep.common import Conversion, clean_text, iter_json, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
@@ -32,76 +36,89 @@ def concept_key(bn: str) -> str:
     return f"{SOURCE}:{bn}"
 
 
-def convert_visualsem(
-    *,
-    nodes: str | Path,
-    tuples: str | Path,
-    glosses: str | Path,
-    images: str | Path,
-    writer: StoreWriter,
-    conv: Conversion,
-    lang: str = "en",
-    check_images: bool = True,
-) -> None:
-    """Convert VisualSem; a *record* is one (head, relation, tail) tuple.
+def _tuples(items: Any) -> Iterator[tuple[str, int | None, Any]]:
+    """(tail, tuple number, tuple) per tuple; (tail, None, value) for a tail whose value is not a list."""
+    for tail, heads in items:
+        if not isinstance(heads, list):
+            yield tail, None, heads
+            continue
+        for j, tup in enumerate(heads):
+            yield tail, j, tup
+
+
+@dataclasses.dataclass
+class VisualSem(Converter):
+    """VisualSem v2; a *record* is one (head, relation, tail) tuple.
 
     A node's views (its glosses in ``lang``, then its images) are added when a kept tuple first
     names it; the tuple joins the canonical views of its head and tail.
     """
-    nodes, tuples, glosses = (require_file(p, n) for p, n in ((nodes, "nodes.v2.json"), (tuples, "tuples.v2.json"), (glosses, "nodes.glosses.json")))
-    root = Path(images)
-    if check_images and not root.is_dir():
-        raise SourceError(f"{root}: image folder not found")
 
-    node_images: dict[str, list[str]] = {}
-    missing = 0
-    for bn, info in progress.bar(iter_json(nodes, "", pairs=True), desc="visualsem nodes", unit=" nodes"):
-        ims = [h for h in (info.get("ims") or []) if isinstance(h, str) and h] if isinstance(info, dict) else []
-        if check_images:
-            present = [h for h in ims if (root / image_path(h)).is_file()]
-            missing += len(ims) - len(present)
-            ims = present
-        node_images[bn] = ims
-    if missing:
-        conv.note("image file missing", missing)
+    name = "visualsem"
+    description = "VisualSem v2 multi-modal knowledge graph (a node's glosses and images are views of it)"
 
-    node_glosses: dict[str, list[str]] = {}
-    for k, item in enumerate(iter_json(glosses)):
-        if k == 0:
-            if not isinstance(item, dict) or "available_languages" not in item:
-                raise SourceError(f"{glosses}: first item must be {{\"available_languages\": [...]}}")
-            continue
-        if not isinstance(item, dict):
-            continue
-        for bn, by_lang in item.items():
-            texts = [clean_text(g, conv) for g in (by_lang or {}).get(lang, [])] if isinstance(by_lang, dict) else []
-            node_glosses[bn] = [t for t in texts if t]
+    nodes: str = option(None, help="nodes.v2.json", required=True)
+    tuples: str = option(None, help="tuples.v2.json", required=True)
+    glosses: str = option(None, help="nodes.glosses.json", required=True)
+    images: str = option(None, help="image folder (<2 chars>/<hash>.jpg)", required=True)
+    lang: str = option("en", help="language of the glosses (default en)")
+    check_images: bool = option(True, help="trust image paths without stat", flag="--no-check-images")
 
-    rel_ids: dict[str, int] = {}
-    canonical: dict[str, int] = {}
+    def image_roots(self) -> dict[str, str]:
+        return {SOURCE: resolved(self.images)}
 
-    def canonical_view(bn: str) -> int:
-        """Add the node's views on first use (it has at least one); its canonical view's id."""
-        if bn not in canonical:
-            concept = concept_key(bn)
-            ids = [writer.add_entity(f"{SOURCE}:{bn}/gloss/{lang}/{i}", "text", text=g, source=SOURCE, concept=concept)
-                   for i, g in enumerate(node_glosses.get(bn, []))]
-            ids += [writer.add_entity(f"{SOURCE}:{bn}/image/{h}", "image", image=image_path(h), source=SOURCE, concept=concept)
-                    for h in node_images.get(bn, [])]
-            canonical[bn] = ids[0]
-        return canonical[bn]
+    def convert(self, writer: StoreWriter, conv: Conversion) -> None:
+        """Read the nodes' images and glosses, then stream the tuples."""
+        lang, check_images = self.lang, self.check_images
+        nodes, tuples, glosses = (require_file(p, n) for p, n in ((self.nodes, "nodes.v2.json"), (self.tuples, "tuples.v2.json"),
+                                                                  (self.glosses, "nodes.glosses.json")))
+        root = Path(self.images)
+        if check_images and not root.is_dir():
+            raise SourceError(f"{root}: image folder not found")
 
-    for tail, heads in progress.bar(iter_json(tuples, "", pairs=True), desc="visualsem tuples", unit=" tails"):
-        if conv.done():
-            break
-        if not isinstance(heads, list):
-            conv.read += 1
-            conv.skip("tuple list is not a JSON list", f"{tuples}: tail {tail}")
-            continue
-        for j, tup in enumerate(heads):
-            if conv.done():
-                break
-            conv.read += 1
+        node_images: dict[str, list[str]] = {}
+        missing = 0
+        for bn, info in progress.bar(iter_json(nodes, "", pairs=True), desc="visualsem nodes", unit=" nodes"):
+            ims = [h for h in (info.get("ims") or []) if isinstance(h, str) and h] if isinstance(info, dict) else []
+            if check_images:
+                present = [h for h in ims if (root / image_path(h)).is_file()]
+                missing += len(ims) - len(present)
+                ims = present
+            node_images[bn] = ims
+        if missing:
+            conv.note("image file missing", missing)
+
+        node_glosses: dict[str, list[str]] = {}
+        for k, item in enumerate(iter_json(glosses)):
+            if k == 0:
+                if not isinstance(item, dict) or "available_languages" not in item:
+                    raise SourceError(f"{glosses}: first item must be {{\"available_languages\": [...]}}")
+                continue
+            if not isinstance(item, dict):
+                continue
+            for bn, by_lang in item.items():
+                texts = [clean_text(g, conv) for g in (by_lang or {}).get(lang, [])] if isinstance(by_lang, dict) else []
+                node_glosses[bn] = [t for t in texts if t]
+
+        rel_ids: dict[str, int] = {}
+        canonical: dict[str, int] = {}
+
+        def canonical_view(bn: str) -> int:
+            """Add the node's views on first use (it has at least one); its canonical view's id."""
+            if bn not in canonical:
+                concept = concept_key(bn)
+                ids = [writer.add_entity(f"{SOURCE}:{bn}/gloss/{lang}/{i}", "text", text=g, source=SOURCE, concept=concept)
+                       for i, g in enumerate(node_glosses.get(bn, []))]
+                ids += [writer.add_entity(f"{SOURCE}:{bn}/image/{h}", "image", image=image_path(h), source=SOURCE, concept=concept)
+                        for h in node_images.get(bn, [])]
+                canonical[bn] = ids[0]
+            return canonical[bn]
+
+        items = progress.bar(iter_json(tuples, "", pairs=True), desc="visualsem tuples", unit=" tails")
+        for tail, j, tup in conv.records(_tuples(items)):
+            if j is None:
+                conv.skip("tuple list is not a JSON list", f"{tuples}: tail {tail}")
+                continue
             where = f"{tuples}: tail {tail}, tuple {j}"
             if not isinstance(tup, dict) or not isinstance(tup.get("s"), str) or not isinstance(tup.get("r"), str):
                 conv.skip("tuple lacks 's' or 'r'", where)

@@ -26,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 160, "display.max_rows", 60, "display.max_columns", 20):
         print("\nper source:")
         print(source_stats(store).to_string(index=False))
-        skips = {s: info.get("skipped", {}) for s, info in m.get("sources", {}).items() if info.get("skipped")}
-        for s, reasons in skips.items():
-            print(f"  skipped in {s}: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
+        for s, info in m.get("sources", {}).items():
+            for what in ("skipped", "noted"):
+                if info.get(what):
+                    print(f"  {what} in {s}: " + ", ".join(f"{k} {v}" for k, v in info[what].items()))
         print("\nper modality pair (head -> tail):")
         print(modality_pair_stats(store).to_string(index=False))
         print("\nper relation:")

@@ -1,19 +1,18 @@
 """`kgclip prepare SOURCE ... --out STORE`: convert a source's files into a knowledge store.
 
-Every verb writes one store folder atomically, shows a progress bar, and ends with a summary of
-records read, kept and skipped by reason.
+The sources are the converters of :mod:`data_prep.registry`, each verb's options built from the
+arguments its converter declares. Every verb writes one store folder atomically, shows a
+progress bar, and ends with a summary of records read, kept and skipped by reason.
 """
 
 import argparse
-from collections.abc import Callable
+import dataclasses
 from pathlib import Path
 
-from data_prep.common import Conversion
-from kgclip.errors import StoreError
-from kgclip.store import SplitConfig, StoreWriter, merge_stores
-
-Converter = Callable[[argparse.Namespace, StoreWriter, Conversion], None]
-_VERBS: dict[str, tuple[str, Converter, dict[str, str]]] = {}
+from data_prep.base import Converter
+from data_prep.registry import CONVERTERS, converter_class
+from kgclip.errors import ConfigError, StoreError
+from kgclip.store import SplitConfig, merge_stores
 
 
 def _common(p: argparse.ArgumentParser, *, records: bool = True) -> None:
@@ -31,30 +30,31 @@ def _split(args: argparse.Namespace) -> SplitConfig:
     try:
         ratios = tuple(float(x) for x in args.split_ratios.split(","))
     except ValueError:
-        from kgclip.errors import ConfigError
-
         raise ConfigError(f"--split-ratios: expected three numbers like 0.9,0.05,0.05, got {args.split_ratios!r}") from None
     return SplitConfig(ratios=ratios, seed=args.split_seed)  # type: ignore[arg-type]
 
 
-def register(name: str, source: str, help: str) -> Callable[[Converter], Converter]:
-    """Register a ``prepare`` verb; ``source`` is the name written in the store."""
-
-    def deco(fn: Converter) -> Converter:
-        _VERBS[name] = (source, fn, {"help": help})
-        return fn
-
-    return deco
+def add_converter_options(p: argparse.ArgumentParser, cls: type[Converter]) -> None:
+    """One command-line option per argument the converter declares (see :func:`data_prep.base.option`)."""
+    for f in cls.options():
+        meta, kw = f.metadata, dict(f.metadata["argparse"])
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if meta["positional"]:
+            p.add_argument(f.name, default=default, help=meta["help"], **kw)
+        elif isinstance(default, bool):
+            p.add_argument(meta["flag"] or f"--{f.name.replace('_', '-')}", dest=f.name, default=default,
+                           action="store_false" if default else "store_true", help=meta["help"])
+        else:
+            p.add_argument(meta["flag"] or f"--{f.name.replace('_', '-')}", dest=f.name, default=default, help=meta["help"], **kw)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from experiments import prepare_sources
-
-    p = sub.add_parser("prepare", help="convert a source into a knowledge store")
+    p = sub.add_parser("prepare", help="convert a source into a knowledge store",
+                       description=f"sources: {', '.join(CONVERTERS)}; and demo, merge")
     verbs = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    for name, add_args in prepare_sources.ARGUMENTS.items():
-        vp = verbs.add_parser(name, help=_VERBS[name][2]["help"])
-        add_args(vp)
+    for name, cls in CONVERTERS.items():
+        vp = verbs.add_parser(name, help=cls.description, description=cls.description)
+        add_converter_options(vp, cls)
         _common(vp)
         vp.set_defaults(func=run)
     dp = verbs.add_parser("demo", help="render the embedded demo world and convert it through the real converters")
@@ -79,14 +79,10 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    source, convert, _ = _VERBS[args.source]
+    converter = converter_class(args.source).from_values(vars(args))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
-    with StoreWriter(args.out, split=_split(args), settings=settings, overwrite=args.overwrite, inputs=_inputs(args)) as w:
-        conv = Conversion(source, w, max_bad_fraction=args.max_bad_fraction, limit=args.limit)
-        convert(args, w, conv)
-        conv.check(final=True)
-        w.note_source(conv.source, read=conv.read, kept=conv.kept)
-        manifest = w.close()
+    manifest, conv = converter.write(args.out, split=_split(args), settings=settings, overwrite=args.overwrite, inputs=_inputs(args),
+                                     max_bad_fraction=args.max_bad_fraction, limit=args.limit)
     print(conv.summary())
     c = manifest["counts"]
     print(f"wrote {args.out}: {c['entities']} entities, {c['relations']} relations, {c['triplets']} triplets {c['splits']}")

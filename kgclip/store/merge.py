@@ -60,4 +60,6 @@ def merge_stores(
             for src, info in s.manifest.get("sources", {}).items():
                 for reason, n in info.get("skipped", {}).items():
                     w.count_skip(src, reason, n)
+                for reason, n in info.get("noted", {}).items():
+                    w.count_note(src, reason, n)
         return w.close()

@@ -124,6 +124,7 @@ class StoreWriter:
         self._triplet_buf_rows = 0
         self._raw_shards: list[Path] = []
         self._skips: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._notes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._source_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._closed = False
 
@@ -346,6 +347,10 @@ class StoreWriter:
         """Record ``n`` input records of ``source`` skipped for ``reason`` (kept in the manifest)."""
         self._skips[source][reason] += n
 
+    def count_note(self, source: str, reason: str, n: int = 1) -> None:
+        """Record ``n`` records of ``source`` kept but changed for ``reason`` (texts cut, self-loops)."""
+        self._notes[source][reason] += n
+
     def note_source(self, source: str, **info: Any) -> None:
         """Record free-form facts about a source (counts read, settings) in the manifest."""
         self._source_counts[source].update(info)
@@ -387,10 +392,11 @@ class StoreWriter:
 
         kept = triplets["source"].value_counts().to_dict()
         sources: dict[str, Any] = {}
-        for name in sorted(set(self._source_counts) | set(self._skips)):
+        for name in sorted(set(self._source_counts) | set(self._skips) | set(self._notes)):
             info = dict(self._source_counts.get(name, {}))
             info["triplets"] = int(kept.get(name, 0))
             info["skipped"] = dict(self._skips.get(name, {}))
+            info["noted"] = dict(self._notes.get(name, {}))
             sources[name] = info
         manifest = {
             "format_version": FORMAT_VERSION,

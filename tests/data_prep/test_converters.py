@@ -38,7 +38,7 @@ def test_conceptnet(tmp_path, capsys):
     assert w.loc[isa, "weight"] == 2.0 and w.loc[isa, "dataset"] == "/d/wordnet/3.1"
     skipped = s.manifest["sources"]["conceptnet"]["skipped"]
     assert skipped["ExternalURL relation"] == 1 and skipped["language not selected"] == 2
-    assert skipped["self-loop kept"] == 1
+    assert "self-loop kept" not in skipped and s.manifest["sources"]["conceptnet"]["noted"] == {"self-loop kept": 1}
     assert s.manifest["duplicates_removed"] == 1
     assert "read 9, kept 6" in capsys.readouterr().out
 
@@ -141,7 +141,7 @@ def test_visual_genome_names_and_attributes(tmp_path):
     s = open_valid(tmp_path / "s")
     assert not any(h == "visual_genome:object/14" and r == "/r/IsA" for h, r, _ in got)  # blank name: region kept, no name triplet
     assert ("visual_genome:object/14", "visual_genome:near", "visual_genome:object/10") in got
-    assert s.manifest["sources"]["visual_genome"]["skipped"]["object without a name: no name triplet"] == 1
+    assert s.manifest["sources"]["visual_genome"]["noted"]["object without a name: no name triplet"] == 1
 
 
 def test_visual_genome_min_predicate_count(tmp_path):
@@ -274,5 +274,5 @@ def test_long_texts_cut_and_counted(tmp_path, capsys):
     assert main(["prepare", "triples", str(f), "--out", str(tmp_path / "s")]) == 0
     s = open_valid(tmp_path / "s")
     assert len(s.entities.loc[0, "text"]) == 300
-    assert s.manifest["sources"]["triples"]["skipped"]["text cut"] == 1
+    assert s.manifest["sources"]["triples"]["noted"] == {"text cut": 1} and s.manifest["sources"]["triples"]["skipped"] == {}
     assert "kept but noted text cut 1" in capsys.readouterr().out
