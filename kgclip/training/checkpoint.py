@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from kgclip.errors import KgclipError
+from kgclip.store.placement import temp_path
 
 CKPT_RE = re.compile(r"^step-(\d+)\.pt$")
 
@@ -70,7 +71,7 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep_last
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:07d}.pt"
-    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    tmp = temp_path(path)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)

@@ -124,3 +124,26 @@ def mean_over_ranks(values: dict[str, float], env: DistEnv) -> dict[str, float]:
     vals = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=env.device)
     dist.all_reduce(vals)
     return dict(zip(keys, (vals / env.world_size).tolist(), strict=True))
+
+
+def on_main(env: DistEnv, fn):
+    """Run ``fn`` on the main rank only and let every rank share its outcome: on several ranks a
+    :class:`~kgclip.errors.KgclipError` raised there is raised on every rank (same message),
+    instead of leaving the others waiting in a collective. Returns ``fn()``'s value on the main
+    rank, None elsewhere."""
+    from kgclip.errors import KgclipError
+
+    error, out = None, None
+    if env.is_main:
+        try:
+            out = fn()
+        except KgclipError as exc:
+            error = exc
+    if env.distributed:
+        box = [None if error is None else (type(error).__name__, str(error))]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is not None and error is None:
+            raise KgclipError(box[0][1])
+    if error is not None:
+        raise error
+    return out

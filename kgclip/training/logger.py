@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kgclip.progress import bar
+from kgclip.store.placement import temp_path
 
 log = logging.getLogger("kgclip.training")
 
@@ -36,7 +37,7 @@ def truncate_metrics(path: Path, step: int) -> int:
     keep = [r for r in rows if len(r) > col and r[col].isdigit() and int(r[col]) <= step]
     if len(keep) == len(rows):
         return 0
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)

@@ -17,11 +17,14 @@ import time
 from pathlib import Path
 
 from kgclip.errors import ConfigError, KgclipError
+from kgclip.store.placement import HOST, pid_alive
 
 log = logging.getLogger("kgclip.training")
 
 LOCK_NAME = ".lock"
-_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
+# checkpoint temporaries: .step-N.pt.tmp-HOST-PID-RAND (kgclip.store.placement.temp_path), and the
+# older .step-N.pt.tmp-PID
+_TMP_RE = re.compile(r"^\..+\.tmp-(?:(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}|(?P<old_pid>\d+))$")
 
 
 class RunFolderError(KgclipError):
@@ -34,19 +37,6 @@ def check_run_name(name: str) -> str:
     if not isinstance(name, str) or name in ("", ".", "..") or any(s in name for s in seps) or "\0" in name:
         raise ConfigError(f"name: a run name is one folder name (no '/', not '.' or '..'), got {name!r}")
     return name
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process ``pid`` exists on this machine (whoever owns it)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunLock:
@@ -176,18 +166,22 @@ def open_run_folder(run_dir: str | os.PathLike, name: str, *, resume: bool, forc
 
 
 def clean_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete ``.NAME.tmp-PID`` files in ``folder`` whose process is dead (a save killed mid-write).
+    """Delete the temporary files of saves killed mid-write in ``folder``: ``.NAME.tmp-HOST-PID-RAND``
+    of this host and ``.NAME.tmp-PID`` (older kgclip), whose process is no longer alive.
 
     Returns:
         The files removed.
     """
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for p in folder.iterdir():
+    for p in sorted(folder.iterdir()):
         m = _TMP_RE.match(p.name)
-        if m and p.is_file() and not pid_alive(int(m.group(1))):
+        if not m or not p.is_file() or p.is_symlink() or (m["host"] and m["host"] != HOST):
+            continue
+        pid = int(m["pid"] or m["old_pid"])
+        if not pid_alive(pid):
             p.unlink(missing_ok=True)
             removed.append(p)
-            log.warning("removed %s, left by a save of process %s that did not finish", p, m.group(1))
+            log.warning("removed %s, left by a save of process %d that did not finish", p, pid)
     return removed

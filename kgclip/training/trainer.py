@@ -57,7 +57,7 @@ from kgclip.training.checkpoint import (
     set_rng_state,
 )
 from kgclip.training.config import OptimConfig, TrainConfig
-from kgclip.training.distributed import DistEnv, OutputTap, init_distributed, mean_over_ranks, wrap_ddp
+from kgclip.training.distributed import DistEnv, OutputTap, init_distributed, mean_over_ranks, on_main, wrap_ddp
 from kgclip.training.logger import METRICS, MetricsLogger, log_to_file, truncate_metrics
 from kgclip.training.precision import autocast
 from kgclip.training.rundir import RunLock, check_run_name, clean_stale_temporaries, open_run_folder
@@ -368,7 +368,8 @@ class Trainer:
         return self.last_checkpoint
 
     def resume(self, spec: str | Path = "latest") -> Path:
-        """Continue from ``latest`` (this run's newest checkpoint that loads) or a checkpoint file.
+        """Continue from ``latest`` (this run's newest checkpoint that loads) or a checkpoint file
+        (or a run folder: its newest), after :meth:`build`.
 
         Skipped (unreadable) checkpoints are named in a warning and renamed ``*.pt.corrupt``;
         checkpoints of this run after the one resumed from are renamed ``*.pt.superseded``, and
@@ -376,22 +377,39 @@ class Trainer:
 
         Returns:
             The checkpoint resumed from.
+
+        Raises:
+            KgclipError: no checkpoint loads, or the task refuses it (naming the file).
         """
+        found = self._find_checkpoint(spec)
+        self._restore(*found)
+        return found[0]
+
+    def _find_checkpoint(self, spec: str | Path) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]]:
+        """(path, checkpoint, skipped) checked by the task; reads only, so it can run before the run folder is opened."""
         if str(spec) == "latest":
+            if not list_checkpoints(self.run_dir):
+                raise TrainingError(f"{self.run_dir}: nothing to resume (no checkpoint in {self.run_dir / 'checkpoints'})")
             path, ckpt, skipped = newest_loadable(self.run_dir)
-            for bad, why in skipped:
-                log.warning("skipped checkpoint %s: %s", bad, why)
-                if self.env.is_main:
-                    bad.rename(bad.with_name(bad.name + ".corrupt"))
         else:
             path = resolve_checkpoint(spec)
-            ckpt = load_checkpoint(path)
+            ckpt, skipped = load_checkpoint(path), []
         try:
             self.task.check_resume(ckpt, self.force)
         except KgclipError as exc:
             raise type(exc)(f"{path}: {exc}") from None
+        return path, ckpt, skipped
+
+    def _in_this_run(self, path: Path) -> bool:
+        return CKPT_RE.match(path.name) is not None and path.resolve().parent == (self.run_dir / "checkpoints").resolve()
+
+    def _restore(self, path: Path, ckpt: dict[str, Any], skipped: list[tuple[Path, str]]) -> None:
+        for bad, why in skipped:
+            log.warning("skipped checkpoint %s: %s", bad, why)
+            if self.env.is_main and bad.exists():
+                bad.rename(bad.with_name(bad.name + ".corrupt"))
         self.load_state_dict(ckpt, where=path)
-        if self.env.is_main and path.resolve().parent == (self.run_dir / "checkpoints").resolve():
+        if self.env.is_main and self._in_this_run(path):
             for later in list_checkpoints(self.run_dir):
                 if checkpoint_step(later) > self.global_step:
                     later.rename(later.with_name(later.name + ".superseded"))
@@ -401,20 +419,8 @@ class Trainer:
                 log.info("dropped %d metrics.csv row(s) written after step %d", dropped, self.global_step)
         self.last_checkpoint = path
         log.info("resumed from %s at step %d", path, self.global_step)
-        return path
 
     # -- the whole run --------------------------------------------------------------------------
-
-    def _resumes_here(self) -> bool:
-        spec = self.config.train.resume
-        if not spec:
-            return False
-        if spec == "latest":
-            if not list_checkpoints(self.run_dir):
-                raise TrainingError(f"{self.run_dir}: nothing to resume (no checkpoint in {self.run_dir / 'checkpoints'})")
-            return True
-        path = Path(spec)
-        return path.is_file() and CKPT_RE.match(path.name) is not None and path.resolve().parent == (self.run_dir / "checkpoints").resolve()
 
     def fit(self) -> TrainResult:
         """Open the run folder, build, resume if configured, train to ``train.steps``, save.
@@ -423,18 +429,24 @@ class Trainer:
             KgclipError: the run folder cannot be used, the checkpoint does not fit, a loss went
             non-finite. KeyboardInterrupt: after saving the state of the last finished step.
         """
-        here = self._resumes_here()
+        spec = self.config.train.resume
+        found = self._find_checkpoint(spec) if spec else None  # every refusal before anything is written
         lock: RunLock | None = None
         if self.env.is_main:
-            self.run_dir, lock = open_run_folder(self.config.run_dir, self.config.name, resume=here, force=self.force)
+            here = found is not None and self._in_this_run(found[0])
+            self.run_dir, lock = on_main(self.env, lambda: open_run_folder(self.config.run_dir, self.config.name, resume=here,
+                                                                           force=self.force))
+        else:
+            on_main(self.env, lambda: None)
         try:
             with log_to_file(self.run_dir / "train.log" if self.env.is_main else None):
                 if self.env.is_main:
                     clean_stale_temporaries(self.run_dir / "checkpoints")
                 if self.model is None:
                     self.build()
-                if self.config.train.resume:
-                    self.resume(self.config.train.resume)
+                if found is not None:
+                    self._restore(*found)
+                    found = None  # the checkpoint's tensors are in the model now
                 if self.env.is_main:
                     (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
                 return self._loop()
