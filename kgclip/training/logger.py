@@ -90,7 +90,7 @@ class MetricsLogger:
         if self.tb is not None:
             for k, v in numbers.items():
                 self.tb.add_scalar(k if "/" in k else f"train/{k}", v, step)
-        log.info("step %d %s", step, json.dumps({k: round(float(v), 6) for k, v in numbers.items()}))
+        log.info("step %d %s", step, json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in numbers.items()}))
         return True
 
     def close(self) -> None:

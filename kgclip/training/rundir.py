@@ -49,6 +49,8 @@ class RunLock:
     def __init__(self, folder: Path) -> None:
         self.path = folder / LOCK_NAME
         self._fd: int | None = None
+        self.taken_over: str | None = None
+        """Set by :meth:`acquire` when the lock file was left by a process that died (to be logged)."""
 
     def acquire(self) -> "RunLock":
         """Take the lock or raise :class:`RunFolderError` naming the process that holds it."""
@@ -71,7 +73,7 @@ class RunLock:
             os.close(fd)
         old = os.pread(fd, 200, 0).decode(errors="replace").split()
         if old and old[0].isdigit() and int(old[0]) != os.getpid():
-            log.info("took over the lock %s left by process %s (no longer running)", self.path, " on ".join(old[:2]))
+            self.taken_over = f"took over the lock {self.path} left by process {' on '.join(old[:2])} (no longer running)"
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         self._fd = fd

@@ -440,6 +440,8 @@ class Trainer:
             on_main(self.env, lambda: None)
         try:
             with log_to_file(self.run_dir / "train.log" if self.env.is_main else None):
+                if lock is not None and lock.taken_over:
+                    log.info(lock.taken_over)
                 if self.env.is_main:
                     clean_stale_temporaries(self.run_dir / "checkpoints")
                 if self.model is None:
