@@ -88,13 +88,27 @@ def retrieval(scorer: Scorer, store: KnowledgeStore, split: str = "test", relati
     txt_img = np.array([img_pos[h] for h in pairs.set_index("tail_id").loc[txt_ids, "head_id"].to_numpy()])
     ie = scorer.embed(torch.from_numpy(img_ids)).cpu()
     te = scorer.embed(torch.from_numpy(txt_ids)).cpu()
-    sim = ie @ te.T  # [images, texts]
+    return retrieval_metrics(ie @ te.T, txt_img)
+
+
+def retrieval_metrics(sim: torch.Tensor, text_image: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """Recall@1/5/10 both ways from an [images, texts] similarity matrix, named as LAVIS does.
+
+    Args:
+        sim: [I, T] scores of every image against every text.
+        text_image: [T] the image (row of ``sim``) each text belongs to.
+
+    ``txt_r{k}``: an image finds one of its texts in its top k; ``img_r{k}``: a text finds its image
+    in its top k; ``*_r_mean`` the mean over k, ``r_mean`` the mean of both.
+    """
+    txt_img = torch.as_tensor(np.asarray(text_image), dtype=torch.long)
+    n_img = sim.shape[0]
     out: dict[str, float] = {}
     for k in (1, 5, 10):
-        top_t = sim.topk(min(k, sim.shape[1]), dim=1).indices.numpy()  # texts per image
-        out[f"txt_r{k}"] = float(np.mean([(txt_img[top_t[i]] == i).any() for i in range(len(img_ids))]))
-        top_i = sim.T.topk(min(k, sim.shape[0]), dim=1).indices.numpy()
-        out[f"img_r{k}"] = float(np.mean([(top_i[j] == txt_img[j]).any() for j in range(len(txt_ids))]))
+        top_t = sim.topk(min(k, sim.shape[1]), dim=1).indices  # texts per image
+        out[f"txt_r{k}"] = float((txt_img[top_t] == torch.arange(n_img)[:, None]).any(1).double().mean())
+        top_i = sim.T.topk(min(k, n_img), dim=1).indices  # images per text
+        out[f"img_r{k}"] = float((top_i == txt_img[:, None]).any(1).double().mean())
     out["txt_r_mean"] = float(np.mean([out[f"txt_r{k}"] for k in (1, 5, 10)]))
     out["img_r_mean"] = float(np.mean([out[f"img_r{k}"] for k in (1, 5, 10)]))
     out["r_mean"] = (out["txt_r_mean"] + out["img_r_mean"]) / 2

@@ -37,6 +37,11 @@ class Batch:
     def __len__(self) -> int:
         return int(self.index.numel())
 
+    @property
+    def dropped(self) -> int:
+        """Examples left out of this batch (their content failed to load)."""
+        return len(self.skipped)
+
     def __getitem__(self, name: str) -> Tensor:
         return self.tensors[name]
 
@@ -44,9 +49,10 @@ class Batch:
         return Batch(self.index.to(device), {k: v.to(device, non_blocking=True) for k, v in self.tensors.items()}, self.skipped)
 
 
-LoadFn = Callable[[int, torch.Generator | None], Any]
-"""Loads example ``i`` (an item for the collate function); ``generator`` seeds its augmentation
-(None: no augmentation). Raises :class:`~kgclip.finetune.images.ImageLoadError` when it cannot."""
+LoadFn = Callable[[int, int | None], Any]
+"""Loads example ``i`` (an item for the collate function); the second argument seeds its random
+augmentation (None: no augmentation). Raises :class:`~kgclip.finetune.images.ImageLoadError` when
+it cannot."""
 
 CollateFn = Callable[[list[int], list[Any]], dict[str, Tensor]]
 """Turns the loaded items of a batch (with their example positions) into named tensors."""
@@ -64,9 +70,8 @@ def load_batch(indices: Sequence[int], load: LoadFn, collate: CollateFn, name: C
     """Load and collate the examples at ``indices``; the ones that fail are dropped and named."""
     kept, items, skipped = [], [], []
     for j, i in enumerate(indices):
-        g = torch.Generator().manual_seed(seeds[j]) if seeds is not None else None
         try:
-            items.append(load(i, g))
+            items.append(load(i, seeds[j] if seeds is not None else None))
             kept.append(i)
         except ImageLoadError as exc:
             skipped.append(f"{name(i)}: {exc}")
