@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from kgclip import __version__
 from kgclip.errors import KgclipError
 
-VERB_MODULES = ("info", "prepare", "train", "evaluate", "export", "demo", "grid", "inspect", "score")
+VERB_MODULES = ("info", "prepare", "train", "evaluate", "export", "demo", "grid", "inspect", "score", "finetune")
 
 
 # torch_geometric scripts a few functions at import; torch warns that jit is deprecated.

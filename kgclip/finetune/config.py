@@ -11,16 +11,28 @@ trains first (``optim.new_lr``; for retrieval, which trains only the towers, ``o
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from kgclip.config import apply_overrides, from_dict
+from kgclip.config import Range, apply_overrides, from_dict
 from kgclip.errors import ConfigError
 from kgclip.training.config import OptimConfig, TrainConfig
 
 
-def _optim(**kw: Any) -> OptimConfig:
-    base = {"tower_lr": 1e-5, "new_lr": 1e-4, "weight_decay": 0.05, "warmup_steps": 100}
-    return OptimConfig(**{**base, **kw})
+@dataclass
+class FinetuneOptim(OptimConfig):
+    """:class:`~kgclip.training.config.OptimConfig` with fine-tuning defaults (new modules at 1e-4,
+    towers at 1e-5, weight decay 0.05)."""
+
+    tower_lr: Annotated[float, Range(ge=0)] = 1e-5
+    new_lr: Annotated[float, Range(ge=0)] = 1e-4
+    weight_decay: Annotated[float, Range(ge=0)] = 0.05
+
+
+@dataclass
+class FinetuneTrain(TrainConfig):
+    """:class:`~kgclip.training.config.TrainConfig` without a KD teacher (fine-tuning has none)."""
+
+    teacher: Literal["start", "none"] = "none"
 
 
 @dataclass
@@ -55,8 +67,8 @@ class CommonConfig:
     name: str = "finetune"
     run_dir: str = "runs"
     seed: int = 0
-    optim: OptimConfig = field(default_factory=_optim)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, checkpoint_every=500, teacher="none"))
+    optim: FinetuneOptim = field(default_factory=FinetuneOptim)
+    train: FinetuneTrain = field(default_factory=FinetuneTrain)
     model: FusionConfig = field(default_factory=FusionConfig)
     batch_size: int = 32
     eval_batch_size: int = 64
