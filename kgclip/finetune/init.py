@@ -53,7 +53,7 @@ def load_backbone(init: str, fusion: dict | None = None, seed: int = 0) -> Backb
         init: a run folder, a checkpoint file, ``MODEL:TAG``, ``MODEL:FILE`` or ``MODEL``.
         fusion: the fresh fusion encoder's :class:`ModelConfig` fields (``fusion_width``, ...) for
             an open_clip init; a kgclip run uses its own config's.
-        seed: seeds the fresh fusion encoder.
+        seed: seeds the fresh fusion encoder (and random towers).
     """
     spec = str(init)
     name, sep, tag = spec.partition(":")
@@ -71,6 +71,7 @@ def load_backbone(init: str, fusion: dict | None = None, seed: int = 0) -> Backb
         bundle = ClipBundle(trained.clip, trained.preprocess_train, trained.preprocess_val, trained.tokenizer, config.model.clip_model)
         torch.manual_seed(seed)
         return Backbone(KnowledgeCLIP(replace(config.model, pretrained=None), trained.num_relations, clip=bundle), CLIP, str(path))
+    torch.manual_seed(seed)  # random towers (no pretrained weights) are seeded too
     bundle = create_clip(name, tag or None)
     cfg = ModelConfig(clip_model=name, pretrained=tag or None, **(fusion or {}))
     torch.manual_seed(seed)

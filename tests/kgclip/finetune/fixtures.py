@@ -106,3 +106,27 @@ def glue_file(root: Path, task: str, name: str = "train") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text((header or "") + "\n".join(rows) + "\n")
     return path
+
+
+def trained_run(folder: Path, *, fusion: bool = True, seed: int = 0) -> Path:
+    """A kgclip run folder with one checkpoint of a kgclip-tiny model, as knowledge training writes
+    it: a Knowledge-CLIP run (fusion losses on) or a CLIP run (only KD and the CLIP loss). The
+    fusion encoder's <head> token is set to 0.5 everywhere, so a test can tell it apart."""
+    import torch
+
+    from kgclip.config import to_dict
+    from kgclip.losses import LossConfig
+    from kgclip.model import KnowledgeCLIP, ModelConfig
+    from kgclip.training.config import RunConfig
+
+    model_cfg = ModelConfig(fusion_width=32, fusion_layers=1, fusion_heads=4, drop_path=0.0, max_text_tokens=8)
+    loss = LossConfig() if fusion else LossConfig(e2e=0.0, e2r=0.0, g2e=0.0)
+    cfg = RunConfig(name=folder.name, run_dir=str(folder.parent), seed=seed, model=model_cfg, loss=loss)
+    torch.manual_seed(seed)
+    m = KnowledgeCLIP(model_cfg, 3)
+    with torch.no_grad():
+        m.fusion.head_token.fill_(0.5)
+        m.clip.visual.class_embedding.fill_(0.25)
+    (folder / "checkpoints").mkdir(parents=True)
+    torch.save({"model": m.state_dict(), "config": to_dict(cfg), "num_relations": 3, "step": 1}, folder / "checkpoints" / "step-0000001.pt")
+    return folder

@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from kgclip.errors import KgclipError
+from kgclip.finetune.init import CLIP, KNOWLEDGE_CLIP, load_backbone
+from tests.kgclip.finetune.fixtures import trained_run
+
+FUSION = {"fusion_width": 16, "fusion_layers": 1, "fusion_heads": 2, "drop_path": 0.0, "max_text_tokens": 8}
+
+
+def test_open_clip_name_is_a_clip_init_with_a_fresh_fusion_encoder_of_the_asked_size():
+    b = load_backbone("kgclip-tiny", FUSION, seed=3)
+    assert b.kind == CLIP and b.source == "kgclip-tiny"
+    assert b.model.config.fusion_width == 16 and len(b.model.fusion.blocks) == 1
+    again = load_backbone("kgclip-tiny", FUSION, seed=3)
+    assert torch.equal(b.model.fusion.head_token, again.model.fusion.head_token)  # seeded
+
+
+def test_knowledge_clip_run_keeps_its_trained_fusion_encoder(tmp_path):
+    run = trained_run(tmp_path / "kg", fusion=True)
+    b = load_backbone(str(run), FUSION)
+    assert b.kind == KNOWLEDGE_CLIP and b.source.endswith("step-0000001.pt")
+    assert b.model.config.fusion_width == 32  # its own size, not the fine-tuning config's
+    assert torch.all(b.model.fusion.head_token == 0.5)
+    assert torch.all(b.model.clip.visual.class_embedding == 0.25)
+
+
+def test_clip_run_keeps_its_towers_and_gets_a_fresh_fusion_encoder_of_its_size(tmp_path):
+    run = trained_run(tmp_path / "clip", fusion=False)
+    b = load_backbone(str(run / "checkpoints" / "step-0000001.pt"), FUSION)
+    assert b.kind == CLIP
+    assert torch.all(b.model.clip.visual.class_embedding == 0.25)
+    assert not torch.all(b.model.fusion.head_token == 0.5)
+    assert b.model.config.fusion_width == 32
+
+
+def test_bad_inits_are_one_line_errors(tmp_path):
+    with pytest.raises(KgclipError, match="no such checkpoint or run folder"):
+        load_backbone(str(tmp_path / "missing"), FUSION)
+    with pytest.raises(KgclipError, match="unknown CLIP model 'NoSuchModel'"):
+        load_backbone("NoSuchModel", FUSION)
+    with pytest.raises(KgclipError, match="neither a file nor a tag"):
+        load_backbone("kgclip-tiny:nosuchtag", FUSION)
+    other = tmp_path / "other.pt"
+    torch.save({"model": {}, "config": {"task": "vqa"}}, other)
+    with pytest.raises(KgclipError, match="not a Knowledge-CLIP or CLIP training checkpoint"):
+        load_backbone(str(other), FUSION)
