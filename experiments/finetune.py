@@ -30,7 +30,7 @@ HELP = {"vqa": "VQA v2 (official accuracy)", "snli-ve": "SNLI-VE visual entailme
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a Knowledge-CLIP or CLIP model on a downstream benchmark and evaluate it")
-    tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
+    tasks = p.add_subparsers(dest="finetune_task", required=True, metavar="TASK")
     for task, flags in DATA_FLAGS.items():
         t = tasks.add_parser(task, help=HELP[task], description=f"Fine-tune on {HELP[task]}; settings: {CONFIG_DIR / (task + '.yaml')}")
         t.add_argument("--init", required=True, help="kgclip run folder or checkpoint, MODEL:TAG (ViT-B-32:openai), MODEL:FILE.pt, or MODEL (random)")
@@ -44,14 +44,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_task(args: argparse.Namespace) -> int:
-    settings = load_yaml_section(args.config or CONFIG_DIR / f"{args.task}.yaml")
+    task = args.finetune_task
+    settings = load_yaml_section(args.config or CONFIG_DIR / f"{task}.yaml")
     data = dict(settings.get("data") or {})
-    for flag, _ in DATA_FLAGS[args.task]:
+    for flag, _ in DATA_FLAGS[task]:
         key = flag.lstrip("-").replace("-", "_")
         data[key] = getattr(args, key)
     settings = {**settings, "data": data}
-    result = run(args.task, args.init, args.out, settings, args.overrides, force=args.force, quiet=args.quiet)
+    result = run(task, args.init, args.out, settings, args.overrides, force=args.force, quiet=args.quiet)
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items())
-    print(f"fine-tuned {args.task} for {result.train.steps} steps into {result.run_dir}: {shown}")
+    print(f"fine-tuned {task} for {result.train.steps} steps into {result.run_dir}: {shown}")
     print(f"report: {result.run_dir / 'report.md'}")
     return 0

@@ -148,7 +148,8 @@ def _stream(path: Path, key: str) -> Iterator[Any]:
             for n, item in enumerate(ijson.items(f, f"{key}.item", use_float=True), start=1):  # noqa: B007
                 yield item
     except ijson.JSONError as exc:
-        raise KgclipError(f"{path}: not valid JSON after {n} {key} ({str(exc)[:200]})") from None
+        why = " ".join(str(exc).split())[:160]  # ijson's message spans several lines
+        raise KgclipError(f"{path}: not valid JSON after {n} {key} ({why})") from None
     except OSError as exc:
         raise KgclipError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if n == 0:
