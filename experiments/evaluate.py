@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kgclip.evaluation import TASKS, evaluate, flat_metrics, scorer_for
-from kgclip.store import KnowledgeStore
+from kgclip.store import open_valid
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    store = KnowledgeStore(args.store)
+    store = open_valid(args.store)
     scorer = scorer_for(args.run, store, as_clip=True if args.as_clip else None)
     result = evaluate(scorer, store, args.tasks, args.assets, args.max_queries)
     flat = flat_metrics(result)

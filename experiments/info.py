@@ -5,7 +5,8 @@ import argparse
 import pandas as pd
 
 from kgclip.graph import modality_pair_stats, relation_stats, source_stats
-from kgclip.store import KnowledgeStore, validate_store
+from kgclip.store import open_valid
+from kgclip.store.validate import content_problems
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,12 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    store = KnowledgeStore(args.store)
+    store = open_valid(args.store)  # a broken store is one line and exit 2 before anything is printed
     m = store.manifest
     c = m["counts"]
     print(f"store {store.path}  (format {m['format_version']}, written by kgclip {m.get('kgclip_version')})")
     print(f"entities {c['entities']}  relations {c['relations']}  triplets {c['triplets']}  "
-          f"splits {c['splits']}  duplicates removed {m.get('duplicates_removed', 0)}  "
+          f"splits {c.get('splits')}  duplicates removed {m.get('duplicates_removed', 0)}  "
           f"self-loops {m.get('self_loops', 0)}")
     print(f"leakage (triplets whose entity pair is also in another split): {m.get('leakage', 'not counted')}")
     with pd.option_context("display.width", 160, "display.max_rows", 60, "display.max_columns", 20):
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(modality_pair_stats(store).to_string(index=False))
         print("\nper relation:")
         print(relation_stats(store).to_string(index=False))
-    problems = validate_store(store)
+    problems = content_problems(store)
     print("\nvalidation: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
     for p in problems:
         print(f"  - {p}")

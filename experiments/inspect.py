@@ -6,7 +6,7 @@ import pandas as pd
 
 from kgclip.errors import KgclipError
 from kgclip.inspect import draw_neighbourhood, neighbourhood
-from kgclip.store import KnowledgeStore
+from kgclip.store import open_valid
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_query)
 
 
+def _at_least(value: int, least: int, flag: str) -> None:
+    if value < least:
+        raise KgclipError(f"{flag} must be at least {least}, got {value}")
+
+
 def run_inspect(args: argparse.Namespace) -> int:
-    store = KnowledgeStore(args.store)
+    _at_least(args.hops, 0, "--hops")
+    _at_least(args.max_triplets, 1, "--max-triplets")
+    store = open_valid(args.store)
     nb = neighbourhood(store, args.entity, hops=args.hops, max_triplets=args.max_triplets)
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 60):
         print(nb.triplets[["head", "relation", "tail", "head_modality", "tail_modality"]].to_string(index=False))
@@ -47,6 +54,7 @@ def run_query(args: argparse.Namespace) -> int:
 
     if (args.relation is None) == (args.tail is None):
         raise KgclipError("give --relation (for tails) or --tail (for relations)")
+    _at_least(args.top, 1, "--top")
     engine = QueryEngine(args.checkpoint, args.store)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         if args.relation is not None:

@@ -5,6 +5,7 @@ Candidate vectors Y(-,-,t) are computed once per checkpoint and kept on disk bes
 """
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -18,12 +19,14 @@ from kgclip.evaluation.scorers import KnowledgeClipScorer
 from kgclip.inspect import UnknownEntityError, resolve_entity
 from kgclip.model.knowledge_clip import EncodedEntities
 from kgclip.sampling.content import EntityInputs
-from kgclip.store.reader import KnowledgeStore
+from kgclip.store.reader import KnowledgeStore, one_line
+from kgclip.store.validate import open_valid
 from kgclip.training.checkpoint import resolve_checkpoint
 from kgclip.training.restore import load_trained
 from kgclip.vocabulary import check_relation_vocabulary, relation_id
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+log = logging.getLogger(__name__)
 
 
 class QueryEngine:
@@ -31,17 +34,17 @@ class QueryEngine:
 
     Args:
         checkpoint: checkpoint file or run folder.
-        store: the store (default: the one the checkpoint was trained on).
+        store: the store (default: the one the checkpoint was trained on); it must pass
+            :func:`kgclip.store.open_valid`.
         cache: keep candidate vectors in ``<checkpoint>.candidates.pt`` (reused while the
             checkpoint and the store are unchanged).
     """
 
     def __init__(self, checkpoint: str | os.PathLike, store: str | os.PathLike | KnowledgeStore | None = None, cache: bool = True) -> None:
+        given = open_valid(store) if store is not None else None  # a broken store fails before the model loads
         self.path = resolve_checkpoint(checkpoint)
         model, config, ckpt = load_trained(self.path)
-        if store is None:
-            store = ckpt.get("store_path") or config.data.store
-        self.store = store if isinstance(store, KnowledgeStore) else KnowledgeStore(store)
+        self.store = given or open_valid(ckpt.get("store_path") or config.data.store)
         check_relation_vocabulary(ckpt.get("relation_keys"), self.store, self.path)
         self.scorer = KnowledgeClipScorer(model, self.store, name=config.name)
         self.model = model
@@ -58,17 +61,32 @@ class QueryEngine:
         if self._candidates is not None:
             return self._candidates
         key = self._cache_key()
-        if self.cache_path is not None and self.cache_path.is_file():
-            saved = torch.load(self.cache_path, weights_only=True)
-            if saved.get("key") == key:
-                self._candidates = saved["vectors"]
-                return self._candidates
+        saved = self._load_cache()
+        if saved is not None and saved.get("key") == key:
+            self._candidates = saved["vectors"]
+            return self._candidates
         self._candidates = self.scorer.candidates(torch.arange(self.store.num_entities))
         if self.cache_path is not None:
             tmp = self.cache_path.with_name(self.cache_path.name + ".tmp")
             torch.save({"key": key, "vectors": self._candidates}, tmp)
             os.replace(tmp, self.cache_path)
         return self._candidates
+
+    def _load_cache(self) -> dict | None:
+        """The cached candidates, or None when absent or unusable (a corrupt or foreign file is rebuilt, not an error)."""
+        if self.cache_path is None or not self.cache_path.is_file():
+            return None
+        try:
+            saved = torch.load(self.cache_path, weights_only=True)
+        except Exception as exc:  # any unreadable cache is rebuilt, whatever torch raises
+            log.warning("%s: unreadable candidate cache (%s); rebuilding it", self.cache_path, one_line(exc))
+            return None
+        n = self.store.num_entities
+        vectors = saved.get("vectors") if isinstance(saved, dict) else None
+        if not (isinstance(vectors, torch.Tensor) and vectors.ndim == 2 and vectors.shape[0] == n and vectors.is_floating_point()):
+            log.warning("%s: not a candidate cache for %d entities; rebuilding it", self.cache_path, n)
+            return None
+        return saved
 
     # -- encoding heads and tails ---------------------------------------------------------------
     def encode(self, thing: str) -> EncodedEntities:
@@ -100,6 +118,7 @@ class QueryEngine:
         """Top-k tails for (head, relation, ?) by cos(Y(h,r,-), Y(-,-,t)), optionally of one modality."""
         if modality not in (None, "image", "text"):
             raise KgclipError(f"modality must be image or text, got {modality!r}")
+        _check_top(top)
         enc = self.encode(head)
         rid = self.relation_id(relation)
         y, _ = self.model.fuse(enc, self.scorer.rel[torch.tensor([rid])], None)
@@ -116,8 +135,14 @@ class QueryEngine:
     @torch.no_grad()
     def relations(self, head: str, tail: str, top: int = 5) -> pd.DataFrame:
         """Top-k relations for (head, ?, tail) by the E2R head on R(h,-,t) (softmax probabilities)."""
+        _check_top(top)
         _, r = self.model.fuse(self.encode(head), None, self.encode(tail))
         probs = self.model.relation_head(r).float().softmax(-1)[0]
         val, idx = probs.topk(min(top, probs.numel()))
         rel = self.store.relations.iloc[idx.numpy()]
         return pd.DataFrame({"rank": range(1, len(idx) + 1), "probability": val.numpy(), "relation": rel["text"].to_numpy(), "key": rel["key"].to_numpy()})
+
+
+def _check_top(top: int) -> None:
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise KgclipError(f"top must be a whole number of at least 1, got {top!r}")

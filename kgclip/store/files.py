@@ -44,6 +44,33 @@ def file_table(folder: Path) -> dict[str, dict[str, Any]]:
     return table
 
 
+def table_problems(table: Any) -> list[str]:
+    """Whether the manifest's ``files`` value is a table of ``{path: {"bytes": int, "sha256": str}}``."""
+    ok = isinstance(table, dict) and all(
+        isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str) for v in table.values()
+    )
+    return [] if ok else [f"{MANIFEST}: files is not a table of {{path: {{bytes, sha256}}}}"]
+
+
+def listing_problems(folder: Path, table: dict[str, Any]) -> list[str]:
+    """Data files the table lists but ``folder`` lacks, and files present that it does not list."""
+    present = set(data_files(folder))
+    problems = [f"{n}: listed in {MANIFEST} but missing" for n in sorted(set(table) - present)]
+    return problems + [f"{n}: present but not listed in {MANIFEST} (added after writing?)" for n in sorted(present - set(table))]
+
+
+def change_problems(folder: Path, table: dict[str, Any], hashes: bool = False) -> list[str]:
+    """Listed files whose size (and, with ``hashes``, SHA-256) differs from the table."""
+    problems = []
+    for n in sorted(set(table) & set(data_files(folder))):
+        size = os.stat(folder / n).st_size
+        if size != table[n]["bytes"]:
+            problems.append(f"{n}: {size} bytes, {MANIFEST} records {table[n]['bytes']} (changed after writing)")
+        elif hashes and sha256_file(folder / n) != table[n]["sha256"]:
+            problems.append(f"{n}: content differs from the SHA-256 in {MANIFEST} (changed after writing)")
+    return problems
+
+
 def file_problems(folder: Path, table: Any, hashes: bool = False) -> list[str]:
     """How the data files in ``folder`` differ from the manifest's ``files`` table.
 
@@ -53,20 +80,7 @@ def file_problems(folder: Path, table: Any, hashes: bool = False) -> list[str]:
         hashes: also compare the SHA-256 of every file (reads all data).
 
     Returns:
-        One line per problem (missing, unlisted, resized or changed file); empty when they agree.
+        One line per problem (a malformed table, a missing, unlisted, resized or changed file);
+        empty when they agree.
     """
-    where = f"{MANIFEST} files"
-    if not isinstance(table, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str) for v in table.values()
-    ):
-        return [f"{where}: not a table of {{path: {{bytes, sha256}}}}"]
-    present = set(data_files(folder))
-    problems = [f"{n}: listed in {MANIFEST} but missing" for n in sorted(set(table) - present)]
-    problems += [f"{n}: present but not listed in {MANIFEST} (added after writing?)" for n in sorted(present - set(table))]
-    for n in sorted(present & set(table)):
-        size = os.stat(folder / n).st_size
-        if size != table[n]["bytes"]:
-            problems.append(f"{n}: {size} bytes, {MANIFEST} records {table[n]['bytes']} (changed after writing)")
-        elif hashes and sha256_file(folder / n) != table[n]["sha256"]:
-            problems.append(f"{n}: content differs from the SHA-256 in {MANIFEST} (changed after writing)")
-    return problems
+    return table_problems(table) or listing_problems(folder, table) + change_problems(folder, table, hashes)

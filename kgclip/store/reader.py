@@ -33,15 +33,43 @@ def one_line(exc: BaseException) -> str:
     return lines[0].strip() if lines else type(exc).__name__
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None, schema: pa.Schema | None = None) -> pa.Table:
-    """Read a shard; with ``schema``, only its columns that the file has, in the schema's order."""
+def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
     try:
-        if columns is None and schema is not None:
-            have = set(pq.read_schema(path).names)
-            columns = [f.name for f in schema if f.name in have]
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: cannot read parquet ({one_line(exc)})") from None
+
+
+def read_shards(files: list[Path], columns: list[str] | None, schema: pa.Schema) -> pa.Table:
+    """Shards of one table as one pyarrow table, in ``schema``'s column order.
+
+    Columns of the schema that a shard lacks (``concept`` in a version-1 store) come back null;
+    columns of no schema are left out; columns of a compatible type (``large_string``, ``int32``, a
+    list of four numbers for a box) are cast to the format's type.
+    """
+    wanted = list(columns) if columns is not None else schema.names
+    parts = []
+    for p in files:
+        try:
+            present = set(pq.read_schema(p).names)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{p}: cannot read parquet ({one_line(exc)})") from None
+        absent = [c for c in wanted if c not in present and c in schema.names]
+        table = _read_parquet(p, [c for c in wanted if c not in absent])
+        for c in absent:
+            table = table.append_column(schema.field(c), pa.nulls(len(table), schema.field(c).type))
+        table = table.select(wanted)
+        for i, c in enumerate(wanted):  # e.g. large_string or int32 from a shard rewritten by pandas
+            if c in schema.names and not table.schema.field(c).type.equals(schema.field(c).type):
+                try:
+                    table = table.set_column(i, schema.field(c), table.column(c).cast(schema.field(c).type))
+                except pa.ArrowException as exc:
+                    raise StoreError(f"{p}: column {c} is {table.schema.field(c).type}, not {schema.field(c).type} ({one_line(exc)})") from None
+        parts.append(table)
+    try:
+        return pa.concat_tables(parts, promote_options="default")
+    except pa.ArrowException as exc:
+        raise StoreError(f"{files[0].parent}: shards of different schemas ({one_line(exc)})") from None
 
 
 def inside_root(root: Path, relative: str, what: str) -> Path:
@@ -61,13 +89,6 @@ def inside_root(root: Path, relative: str, what: str) -> Path:
         raise StoreError(f"{what}: image path {relative!r} escapes its image root {root}")
     return Path(root) / relative
 
-
-
-def _concat_tables(tables: list[pa.Table], where: Path) -> pa.Table:
-    try:
-        return pa.concat_tables(tables, promote_options="default")
-    except pa.ArrowException as exc:
-        raise StoreError(f"{where}: shards of different schemas ({one_line(exc)})") from None
 
 
 def _with_none(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -117,31 +138,13 @@ class KnowledgeStore:
     def triplet_files(self) -> list[Path]:
         return sorted((self.path / TRIPLETS_DIR).glob("*.parquet"))
 
-    def _concat(self, files: list[Path], columns: list[str] | None, schema: pa.Schema) -> pa.Table:
-        return _concat_tables([_read_parquet(p, columns, schema) for p in files], files[0].parent)
-
     def entity_table(self, columns: list[str] | None = None) -> pa.Table:
-        """Entities as a pyarrow table (optionally only some columns).
-
-        Columns a shard lacks (``concept`` in a version-1 store) come back null.
-        """
-        wanted = list(columns) if columns is not None else ENTITY_SCHEMA.names
-        parts = []
-        for p in self.entity_files:
-            try:
-                present = set(pq.read_schema(p).names)
-            except (OSError, pa.ArrowException) as exc:
-                raise StoreError(f"{p}: cannot read parquet ({one_line(exc)})") from None
-            absent = [c for c in wanted if c not in present and c in ENTITY_SCHEMA.names]
-            table = _read_parquet(p, [c for c in wanted if c not in absent])
-            for c in absent:
-                table = table.append_column(ENTITY_SCHEMA.field(c), pa.nulls(len(table), ENTITY_SCHEMA.field(c).type))
-            parts.append(table.select(wanted))
-        return _concat_tables(parts, self.path / ENTITIES_DIR)
+        """Entities as a pyarrow table (optionally only some columns; see :func:`read_shards`)."""
+        return read_shards(self.entity_files, columns, ENTITY_SCHEMA)
 
     def triplet_table(self, columns: list[str] | None = None) -> pa.Table:
-        """Triplets as a pyarrow table (optionally only some columns; columns of no format are left out)."""
-        return self._concat(self.triplet_files, columns, TRIPLET_SCHEMA)
+        """Triplets as a pyarrow table (optionally only some columns; see :func:`read_shards`)."""
+        return read_shards(self.triplet_files, columns, TRIPLET_SCHEMA)
 
     @cached_property
     def entities(self) -> pd.DataFrame:
@@ -150,7 +153,7 @@ class KnowledgeStore:
 
     @cached_property
     def relations(self) -> pd.DataFrame:
-        return _with_none(_read_parquet(self.path / RELATIONS, schema=RELATION_SCHEMA).to_pandas(), ("key", "text"))
+        return _with_none(read_shards([self.path / RELATIONS], None, RELATION_SCHEMA).to_pandas(), ("key", "text"))
 
     @cached_property
     def triplets(self) -> pd.DataFrame:

@@ -1,12 +1,42 @@
-"""Content checks of a knowledge store: one clear message per problem."""
+"""Checks of a knowledge store: one clear line per problem.
+
+Two levels:
+
+- :func:`fast_problems` (run by :func:`open_valid`, which every command that reads a store calls
+  before doing anything): the manifest's structure and counts against the shards' row counts,
+  the data files against the manifest's file table (all listed present, none unlisted, sizes),
+  every shard's schema, entity and relation ids dense, head / tail / relation ids in range, split
+  values known, entity and relation keys unique. It reads only the id, key and split columns,
+  shard by shard.
+- :func:`content_problems` (``kgclip info``): everything else about the rows (modalities, texts,
+  images, boxes, concepts, image paths inside their roots) and the SHA-256 of every data file.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from kgclip.errors import StoreError
-from kgclip.store.format import ENTITIES_DIR, MANIFEST, RELATIONS, TRIPLETS_DIR
-from kgclip.store.reader import KnowledgeStore
+from kgclip.store.files import change_problems, listing_problems, table_problems
+from kgclip.store.format import ENTITIES_DIR, ENTITY_SCHEMA, MANIFEST, RELATION_SCHEMA, RELATIONS, TRIPLET_SCHEMA, TRIPLETS_DIR
+from kgclip.store.reader import KnowledgeStore, one_line
 from kgclip.typing import MODALITIES, SPLITS
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    ENTITIES_DIR: ("entity_id", "key", "modality", "source"),
+    RELATIONS: ("relation_id", "key", "text"),
+    TRIPLETS_DIR: ("head_id", "relation_id", "tail_id", "source", "split"),
+}
+"""Columns every shard must have; the other columns of the format may be absent (read as null)."""
+
+_SCHEMAS = {ENTITIES_DIR: ENTITY_SCHEMA, RELATIONS: RELATION_SCHEMA, TRIPLETS_DIR: TRIPLET_SCHEMA}
+_COUNTED = ("entities", "relations", "triplets")
 
 MAX_SHOWN = 3
 
@@ -80,21 +110,192 @@ def check_triplets(t: pd.DataFrame, n_entities: int, n_relations: int, where: st
     return problems
 
 
-def validate_store(store: KnowledgeStore) -> list[str]:
-    """All content problems of a store; an empty list means valid."""
-    e, r, t = store.entities, store.relations, store.triplets
-    problems = check_entities(e) + check_relations(r) + check_triplets(t, len(e), len(r))
-    counts = store.manifest.get("counts", {})
-    for name, n in (("entities", len(e)), ("relations", len(r)), ("triplets", len(t))):
-        if counts.get(name) != n:
-            problems.append(f"{MANIFEST}: counts.{name} is {counts.get(name)!r} but the files hold {n}")
+def _manifest_problems(m: dict[str, Any]) -> list[str]:
+    problems = []
+    counts = m.get("counts")
+    if not isinstance(counts, dict):
+        problems.append(f"{MANIFEST}: no counts (expected counts.entities, counts.relations, counts.triplets)")
+    else:
+        for name in _COUNTED:
+            n = counts.get(name)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                problems.append(f"{MANIFEST}: counts.{name} is {n!r}, expected a number of rows")
+        if "splits" in counts and not (isinstance(counts["splits"], dict) and all(isinstance(v, int) for v in counts["splits"].values())):
+            problems.append(f"{MANIFEST}: counts.splits is not a table of split -> number")
+    roots = m.get("image_roots", {})
+    if not isinstance(roots, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in roots.items()):
+        problems.append(f"{MANIFEST}: image_roots is not a table of source -> folder")
+    sources = m.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) and isinstance(v.get("skipped", {}), dict) for v in sources.values()):
+        problems.append(f"{MANIFEST}: sources is not a table of source -> facts")
+    if "files" in m:
+        problems += table_problems(m["files"])
     return problems
 
 
-def open_valid(path) -> KnowledgeStore:
-    """Open a store and raise :class:`StoreError` naming the first problems if it is invalid."""
-    store = KnowledgeStore(path)
-    problems = validate_store(store)
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether the reader can cast a column of type ``actual`` to the format's ``expected`` without loss of meaning."""
+    if actual.equals(expected):
+        return True
+    t = pa.types
+    if t.is_string(expected):
+        return t.is_string(actual) or t.is_large_string(actual) or t.is_string_view(actual)
+    if t.is_integer(expected):
+        return t.is_integer(actual)
+    if t.is_floating(expected):
+        return t.is_floating(actual) or t.is_integer(actual)
+    if t.is_fixed_size_list(expected):
+        lists = t.is_list(actual) or t.is_large_list(actual) or t.is_fixed_size_list(actual)
+        return lists and _compatible(actual.value_type, expected.value_type)
+    return False
+
+
+def _schema_problems(path: Path, rel: str, part: str) -> tuple[list[str], int | None]:
+    """(problems, rows) of one shard from its footer; rows is None when the shard is unusable."""
+    try:
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
+    except (OSError, pa.ArrowException) as exc:
+        return [f"{rel}: cannot read parquet ({one_line(exc)})"], None
+    problems = [f"{rel}: no column {c} (a shard of another schema?)" for c in REQUIRED_COLUMNS[part] if c not in schema.names]
+    for f in _SCHEMAS[part]:
+        if f.name in schema.names and not _compatible(schema.field(f.name).type, f.type):
+            problems.append(f"{rel}: column {f.name} is {schema.field(f.name).type}, expected {f.type}")
+    return problems, (None if problems else meta.num_rows)
+
+
+def _read(path: Path, rel: str, columns: list[str], **kw: Any) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns, **kw)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{rel}: cannot read parquet ({one_line(exc)})") from None
+
+
+def _dangling(rel: str, col: str, column: pa.ChunkedArray, n: int, what: str) -> list[str]:
+    if column.null_count:
+        return [f"{rel}: {column.null_count} null {col}"]
+    values = column.to_numpy()
+    bad = (values < 0) | (values >= n)
+    if not bad.any():
+        return []
+    rows = np.flatnonzero(bad)
+    return [f"{rel}: {int(bad.sum())} dangling {col} (no such {what}; {n} exist) at row(s) {_examples(rows)}: ids {_examples(values[rows])}"]
+
+
+def _duplicates(rel: str, keys: pa.ChunkedArray | pa.Array, what: str) -> list[str]:
+    if keys.null_count:
+        return [f"{rel}: {keys.null_count} {what}(s) without a key"]
+    if pc.count_distinct(keys).as_py() == len(keys):
+        return []
+    s = pd.Series(keys.to_numpy(zero_copy_only=False))
+    dup = s[s.duplicated()]
+    return [f"{rel}: {len(dup)} duplicate {what} key(s): {_examples(dup.to_numpy())}"]
+
+
+def fast_problems(store: KnowledgeStore) -> list[str]:
+    """The fast checks (see the module doc): structural problems first, changed files last; empty means valid.
+
+    Never raises on a malformed store: every problem is a line of the result.
+    """
+    m, root = store.manifest, store.path
+    manifest = _manifest_problems(m)
+    table = m.get("files")
+    listing = listing_problems(root, table) if isinstance(table, dict) and not table_problems(table) else []
+    parts = {ENTITIES_DIR: store.entity_files, RELATIONS: [root / RELATIONS], TRIPLETS_DIR: store.triplet_files}
+    schema: list[str] = []
+    rows: dict[str, list[int | None]] = {}
+    for part, files in parts.items():
+        rows[part] = []
+        for p in files:
+            problems, n = _schema_problems(p, p.relative_to(root).as_posix(), part)
+            schema += problems
+            rows[part].append(n)
+    usable = {part: all(n is not None for n in ns) for part, ns in rows.items()}
+    total = {part: sum(n or 0 for n in ns) for part, ns in rows.items()}
+
+    counts = m.get("counts") if isinstance(m.get("counts"), dict) else {}
+    count: list[str] = []
+    for name, part in zip(_COUNTED, (ENTITIES_DIR, RELATIONS, TRIPLETS_DIR), strict=True):
+        if usable[part] and isinstance(counts.get(name), int) and counts[name] != total[part]:
+            count.append(f"{MANIFEST}: counts.{name} is {counts[name]} but the shards hold {total[part]}")
+
+    content: list[str] = []
+    n_ent, n_rel = total[ENTITIES_DIR], total[RELATIONS]
+    if usable[ENTITIES_DIR]:
+        keys, offset = [], 0
+        for p in store.entity_files:
+            rel = p.relative_to(root).as_posix()
+            t = _read(p, rel, ["entity_id", "key"])
+            ids = t.column("entity_id")
+            if ids.null_count or not np.array_equal(ids.to_numpy(), np.arange(offset, offset + len(ids))):
+                content.append(f"{rel}: entity_id is not dense from 0 in row order (expected {offset}..{offset + len(ids) - 1})")
+            offset += len(ids)
+            keys.extend(t.column("key").chunks)
+        content += _duplicates(ENTITIES_DIR, pa.chunked_array(keys, pa.string()), "entity")
+    if usable[RELATIONS]:
+        r = _read(root / RELATIONS, RELATIONS, ["relation_id", "key"])
+        rid = r.column("relation_id")
+        if rid.null_count or not np.array_equal(rid.to_numpy(), np.arange(len(r))):
+            content.append(f"{RELATIONS}: relation_id is not dense from 0 in row order")
+        content += _duplicates(RELATIONS, r.column("key"), "relation")
+    if usable[TRIPLETS_DIR]:
+        splits: dict[Any, int] = {}
+        for p in store.triplet_files:
+            rel = p.relative_to(root).as_posix()
+            t = _read(p, rel, ["head_id", "relation_id", "tail_id", "split"], read_dictionary=["split"])
+            if usable[ENTITIES_DIR]:
+                content += _dangling(rel, "head_id", t.column("head_id"), n_ent, "entity")
+                content += _dangling(rel, "tail_id", t.column("tail_id"), n_ent, "entity")
+            if usable[RELATIONS]:
+                content += _dangling(rel, "relation_id", t.column("relation_id"), n_rel, "relation")
+            for row in pc.value_counts(t.column("split")).to_pylist():
+                splits[row["values"]] = splits.get(row["values"], 0) + row["counts"]
+        unknown = sorted((k for k in splits if k not in SPLITS), key=repr)
+        if unknown:
+            content.append(f"{TRIPLETS_DIR}: {sum(splits[k] for k in unknown)} triplet(s) of unknown split {_examples(np.array(unknown, dtype=object))} "
+                           f"(expected one of {', '.join(SPLITS)})")
+        stated = counts.get("splits")
+        if isinstance(stated, dict) and not unknown:
+            for k in SPLITS:
+                if stated.get(k, 0) != splits.get(k, 0):
+                    count.append(f"{MANIFEST}: counts.splits.{k} is {stated.get(k, 0)} but the shards hold {splits.get(k, 0)}")
+    changed = change_problems(root, table) if listing == [] and isinstance(table, dict) and not table_problems(table) else []
+    return manifest + listing + schema + count + content + changed
+
+
+def content_problems(store: KnowledgeStore, hashes: bool = True) -> list[str]:
+    """The row checks beyond :func:`fast_problems` (run them on a store that passed it) and, with ``hashes``, the files' SHA-256."""
+    e, r = store.entities, store.relations
+    problems = check_entities(e) + check_relations(r)
+    try:
+        store.image_paths()
+    except StoreError as exc:  # an image path that escapes its root, or a source without a root
+        problems.append(str(exc).removeprefix(f"{store.path}: "))
+    table = store.manifest.get("files")
+    if hashes and isinstance(table, dict):
+        problems += [p for p in change_problems(store.path, table, hashes=True) if "SHA-256" in p]
+    return problems
+
+
+def validate_store(store: KnowledgeStore) -> list[str]:
+    """All problems of a store (the fast checks, then the rest when they pass); an empty list means valid."""
+    return fast_problems(store) or content_problems(store)
+
+
+def open_valid(path: str | os.PathLike | KnowledgeStore) -> KnowledgeStore:
+    """Open a store and run the fast checks; the one function to call before using a store.
+
+    Args:
+        path: the store folder (or a store already opened).
+
+    Returns:
+        The opened store.
+
+    Raises:
+        StoreError: one line naming the store, the first problem and how many more there are.
+    """
+    store = path if isinstance(path, KnowledgeStore) else KnowledgeStore(path)
+    problems = fast_problems(store)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise StoreError(f"{store.path}: invalid store: {problems[0]}{more}")

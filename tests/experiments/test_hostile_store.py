@@ -160,3 +160,190 @@ def test_6_a_kill_right_after_the_exchange_leaves_the_new_store(tmp_path, triple
     assert rc == 0, err
     rc, err, _ = run_cli(capsys, "prepare", "triples", triples, "--out", tmp_path / "other")
     assert rc == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["other", "s", "t.tsv"]
+
+
+# -- 4. a changed store is told apart ----------------------------------------------------------------
+
+def test_4_a_triplet_shard_cut_from_1330_to_200_rows_is_refused(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from kgclip.store import KnowledgeStore, SplitConfig, StoreWriter
+
+    with StoreWriter(tmp_path / "s", split=SplitConfig(ratios=(1, 0, 0))) as w:
+        ids = w.add_entities([f"e{i}" for i in range(1331)], "text", source="x", texts=[f"e{i}" for i in range(1331)])
+        w.add_triplets(ids[:-1], [w.add_relation("next", "next")] * 1330, ids[1:], source="x")
+    before = KnowledgeStore(tmp_path / "s").fingerprint()
+    shard = tmp_path / "s" / "triplets" / "part-00000.parquet"
+    pq.write_table(pq.read_table(shard).slice(0, 200), shard)
+    assert KnowledgeStore(tmp_path / "s").fingerprint() != before
+    refused(capsys, tmp_path, "info", tmp_path / "s", match="invalid store: manifest.json: counts.triplets is 1330 but the shards hold 200 (and 2 more)")
+
+
+# -- 9 and 11. every command that reads a store validates it first ---------------------------------------
+
+def _edit_shard(path, fn):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    pq.write_table(pa.Table.from_pandas(fn(table.to_pandas()), schema=table.schema, preserve_index=False), path)
+
+
+def _set(col, row, value):
+    def fn(frame):
+        frame.loc[row, col] = value
+        return frame
+    return fn
+
+
+T0 = "triplets/part-00000.parquet"
+BREAKAGES = {
+    "dangling tail_id": (lambda s: _edit_shard(s / T0, _set("tail_id", 1, 42)), f"{T0}: 1 dangling tail_id (no such entity; 5 exist) at row(s) 1: ids 42"),
+    "head_id -5": (lambda s: _edit_shard(s / T0, _set("head_id", 0, -5)), f"{T0}: 1 dangling head_id (no such entity; 5 exist) at row(s) 0: ids -5"),
+    "unknown relation_id": (lambda s: _edit_shard(s / T0, _set("relation_id", 2, 7)), f"{T0}: 1 dangling relation_id (no such relation; 3 exist)"),
+    "unknown split": (lambda s: _edit_shard(s / T0, _set("split", 3, "dev")), "triplets: 1 triplet(s) of unknown split 'dev'"),
+    "duplicate key": (lambda s: _edit_shard(s / "entities" / "part-00000.parquet", _set("key", 4, "t:dog")), "entities: 1 duplicate entity key(s): 't:dog'"),
+    "missing shard": (lambda s: (s / T0).unlink(), None),
+    "no counts": (lambda s: _edit_manifest(s, lambda m: m.pop("counts")), "manifest.json: no counts"),
+    "foreign-schema shard": (lambda s: _foreign(s / T0), f"{T0}: no column head_id (a shard of another schema?)"),
+    "invalid JSON manifest": (lambda s: (s / "manifest.json").write_bytes(b'{"format_version": 2,\n\xff\xfe\n "counts": '), "manifest.json: unreadable manifest ("),
+    "truncated JSON manifest": (lambda s: (s / "manifest.json").write_text('{"format_version": 2,\n  "counts": {'), "manifest.json: unreadable manifest (Expecting"),
+}
+
+
+def _edit_manifest(store, fn):
+    m = json.loads((store / "manifest.json").read_text())
+    fn(m)
+    (store / "manifest.json").write_text(json.dumps(m, indent=2))
+
+
+def _foreign(path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"subject": ["dog"], "predicate": ["is a"], "object": ["animal"]}), path)
+
+
+def _broken(tmp_path, name):
+    write_toy_store(tmp_path / "s")
+    breakage, message = BREAKAGES[name]
+    breakage(tmp_path / "s")
+    return tmp_path / "s", message
+
+
+COMMANDS = {
+    "info": lambda s, tmp: ["info", s],
+    "inspect": lambda s, tmp: ["inspect", s, "--entity", "t:dog"],
+    "inspect --png": lambda s, tmp: ["inspect", s, "--entity", "t:dog", "--png", tmp / "n.png"],
+    "eval": lambda s, tmp: ["eval", tmp / "no-run-needed", "--store", s],
+    "query": lambda s, tmp: ["query", tmp / "no-run-needed", "--store", s, "--head", "t:dog", "--relation", "is a"],
+}
+
+
+@pytest.mark.parametrize("name", BREAKAGES)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_9_11_a_broken_store_is_one_line_and_exit_2_for_every_command(tmp_path, capsys, name, command):
+    store, message = _broken(tmp_path, name)
+    if message is None:  # a missing listed shard; the store has one triplet shard, so the reader names the folder
+        message = "triplets: missing or holds no parquet shard"
+    refused(capsys, tmp_path, *COMMANDS[command](store, tmp_path), match=message)
+
+
+def test_9_a_store_missing_one_of_three_triplet_shards(tmp_path, capsys):
+    from kgclip.store import SplitConfig, StoreWriter
+
+    with StoreWriter(tmp_path / "s", shard_rows=2, split=SplitConfig(ratios=(1, 0, 0))) as w:
+        ids = w.add_entities([f"e{i}" for i in range(7)], "text", source="x", texts=[f"e{i}" for i in range(7)])
+        w.add_triplets(ids[:-1], [w.add_relation("r", "r")] * 6, ids[1:], source="x")
+    (tmp_path / "s" / "triplets" / "part-00002.parquet").unlink()
+    for argv in (["info", tmp_path / "s"], ["inspect", tmp_path / "s", "--entity", "e1"]):
+        refused(capsys, tmp_path, *argv, match="invalid store: triplets/part-00002.parquet: listed in manifest.json but missing (and 2 more)")
+
+
+@pytest.mark.parametrize(("flag", "value", "want"), [("--hops", -1, "--hops must be at least 0, got -1"),
+                                                     ("--max-triplets", 0, "--max-triplets must be at least 1, got 0")])
+def test_11_inspect_impossible_numbers(tmp_path, capsys, flag, value, want):
+    write_toy_store(tmp_path / "s")
+    refused(capsys, tmp_path, "inspect", tmp_path / "s", "--entity", "t:dog", flag, value, match=want)
+
+
+def test_11_inspect_and_info_on_a_valid_store_still_work(tmp_path, capsys):
+    write_toy_store(tmp_path / "s")
+    rc, err, out = run_cli(capsys, "inspect", tmp_path / "s", "--entity", "t:dog", "--hops", 1)
+    assert rc == 0 and err == [] and "animal" in out
+    rc, err, out = run_cli(capsys, "info", tmp_path / "s")
+    assert rc == 0 and "validation: ok" in out
+
+
+# -- 11. query: --top, a corrupt candidate cache ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from kgclip.training import train_loop
+    from tests.kgclip.training.test_loop import _config, _store
+
+    tmp = tmp_path_factory.mktemp("q")
+    store = _store(tmp)
+    cfg, _ = _config(tmp, store, **{"train.steps": 2})
+    return train_loop(cfg, quiet=True).last_checkpoint, tmp
+
+
+def test_11_query_top_minus_3_is_one_line(trained, capsys):
+    ckpt, tmp = trained
+    refused(capsys, tmp, "query", ckpt, "--head", "t3", "--relation", "r1", "--top", -3, match="kgclip query: error: --top must be at least 1, got -3")
+
+
+@pytest.mark.parametrize("garbage", [b"", b"not a torch file", b"PK\x03\x04 truncated zip"])
+def test_11_a_corrupt_candidate_cache_is_rebuilt(trained, capsys, garbage):
+    import torch
+
+    ckpt, tmp = trained
+    cache = ckpt.with_name(ckpt.name + ".candidates.pt")
+    cache.write_bytes(garbage)
+    before = snapshot(tmp, skip=[cache])
+    rc, err, out = run_cli(capsys, "query", ckpt, "--head", "t3", "--relation", "r1", "--top", 3)
+    assert rc == 0, err
+    assert len([line for line in out.splitlines() if line.strip()]) == 4  # header + 3 rows
+    saved = torch.load(cache, weights_only=True)
+    assert saved["vectors"].ndim == 2 and snapshot(tmp, skip=[cache]) == before
+
+
+# -- 8. image paths never leave their image root ------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["../outside/secret.png", "{tmp}/outside/secret.png", "link/secret.png"])
+def test_8_inspect_png_refuses_an_image_outside_its_root(tmp_path, capsys, bad):
+    from PIL import Image
+
+    from kgclip.store import SplitConfig, StoreWriter
+
+    root, outside = tmp_path / "imgs", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(outside / "secret.png")
+    Image.new("RGB", (8, 8), (0, 255, 0)).save(root / "ok.png")
+    (root / "link").symlink_to(outside)
+    bad = bad.format(tmp=tmp_path)
+    with StoreWriter(tmp_path / "s", image_roots={"src": str(root)}, split=SplitConfig(ratios=(1, 0, 0))) as w:
+        ok = w.add_entity("i:ok", "image", image="ok.png", source="src")
+        evil = w.add_entity("i:evil", "image", image=bad, source="src")
+        dog = w.add_entity("t:dog", "text", text="dog", source="src")
+        r = w.add_relation("shows", "shows")
+        w.add_triplet(ok, r, dog, source="src")
+        w.add_triplet(evil, r, dog, source="src")
+    refused(capsys, tmp_path, "inspect", tmp_path / "s", "--entity", "t:dog", "--png", tmp_path / "n.png",
+            match=f"entity 'i:evil': image path {bad!r} escapes its image root {root}")
+    rc, _, out = run_cli(capsys, "info", tmp_path / "s")
+    assert rc == 2 and f"entity 'i:evil': image path {bad!r} escapes its image root" in out
+
+
+def test_8_inspect_png_draws_images_inside_their_root(tmp_path, capsys):
+    write_toy_store(tmp_path / "s", image_root=tmp_path / "imgs")
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for name in ("dog.jpg", "cat.jpg"):
+        Image.new("RGB", (16, 16), (0, 0, 255)).save(tmp_path / "imgs" / name)
+    before = snapshot(tmp_path, skip=[tmp_path / "n.png"])
+    rc, err, _ = run_cli(capsys, "inspect", tmp_path / "s", "--entity", "t:dog", "--png", tmp_path / "n.png")
+    assert rc == 0, err
+    assert (tmp_path / "n.png").stat().st_size > 0 and snapshot(tmp_path, skip=[tmp_path / "n.png"]) == before

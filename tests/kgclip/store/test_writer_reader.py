@@ -111,3 +111,122 @@ def test_validate_clean_store_has_no_problems(toy_store):
 def test_store_ids_are_int64(toy_store):
     s = KnowledgeStore(toy_store)
     assert s.triplets["head_id"].dtype == np.int64
+
+
+# -- the manifest's file table and the fingerprint (issue 16.4) ---------------------------------------
+
+def _chain_store(path, n=1330):
+    with StoreWriter(path, split=SplitConfig(ratios=(1, 0, 0))) as w:
+        ids = w.add_entities([f"e{i}" for i in range(n + 1)], "text", source="x", texts=[f"e{i}" for i in range(n + 1)])
+        r = w.add_relation("next", "next")
+        w.add_triplets(ids[:-1], [r] * n, ids[1:], source="x")
+
+
+def _cut(shard, rows):
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(shard)
+    pq.write_table(t.slice(0, rows), shard)
+
+
+def test_manifest_records_every_data_file_size_and_sha256(toy_store):
+    import hashlib
+
+    files = json.loads((toy_store / "manifest.json").read_text())["files"]
+    assert sorted(files) == ["entities/part-00000.parquet", "relations.parquet", "triplets/part-00000.parquet"]
+    for name, rec in files.items():
+        data = (toy_store / name).read_bytes()
+        assert rec == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_fingerprint_is_stable_and_does_not_depend_on_the_folder(toy_store, tmp_path):
+    import shutil
+
+    shutil.copytree(toy_store, tmp_path / "copy")
+    a = KnowledgeStore(toy_store).fingerprint()
+    assert a == KnowledgeStore(toy_store).fingerprint() == KnowledgeStore(tmp_path / "copy").fingerprint()
+    assert len(a) == 16
+
+
+def test_a_cut_triplet_shard_changes_the_fingerprint_and_fails_validation(tmp_path):
+    _chain_store(tmp_path / "s")
+    s = open_valid(tmp_path / "s")
+    assert s.manifest["counts"]["triplets"] == 1330
+    before = s.fingerprint()
+    _cut(tmp_path / "s" / "triplets" / "part-00000.parquet", 200)
+    after = KnowledgeStore(tmp_path / "s")
+    assert after.fingerprint() != before
+    assert len(after.triplets) == 200
+    with pytest.raises(StoreError, match=r"invalid store: manifest.json: counts.triplets is 1330 but the shards hold 200 \(and 2 more\)$"):
+        open_valid(tmp_path / "s")
+    (size_problem,) = after.file_problems()
+    assert size_problem.startswith("triplets/part-00000.parquet:") and "bytes, manifest.json records" in size_problem
+
+
+def test_a_same_size_change_is_found_by_the_hashes_only(toy_store):
+    shard = toy_store / "relations.parquet"
+    data = bytearray(shard.read_bytes())
+    i = data.index(b"near")
+    data[i : i + 4] = b"nEar"  # same size, a different relation key
+    shard.write_bytes(bytes(data))
+    s = KnowledgeStore(toy_store)
+    assert s.file_problems() == []
+    assert s.file_problems(hashes=True) == ["relations.parquet: content differs from the SHA-256 in manifest.json (changed after writing)"]
+    assert validate_store(s) == ["relations.parquet: content differs from the SHA-256 in manifest.json (changed after writing)"]
+
+
+def test_an_older_store_without_the_file_table_opens_and_its_fingerprint_follows_sizes(tmp_path):
+    _chain_store(tmp_path / "s")
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    del m["files"]
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    s = open_valid(tmp_path / "s")
+    assert s.file_problems(hashes=True) == []
+    before = s.fingerprint()
+    _cut(tmp_path / "s" / "triplets" / "part-00000.parquet", 200)
+    assert KnowledgeStore(tmp_path / "s").fingerprint() != before
+
+
+# -- image paths stay inside their image root (issue 16.8) --------------------------------------------
+
+def _image_store(path, root, images):
+    with StoreWriter(path, image_roots={"src": str(root)}, split=SplitConfig(ratios=(1, 0, 0))) as w:
+        ids = [w.add_entity(f"i:{n}", "image", image=img, source="src") for n, img in enumerate(images)]
+        w.add_triplet(ids[0], w.add_relation("r", "r"), ids[-1], source="src")
+    return KnowledgeStore(path)
+
+
+def test_image_paths_inside_the_root_are_returned(tmp_path):
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    s = _image_store(tmp_path / "s", root, ["a.jpg", "sub/b.jpg", "sub/../c.jpg", "a.jpg"])
+    assert s.image_path(1) == root / "sub/b.jpg"
+    assert s.image_paths().tolist() == [str(root / "a.jpg"), str(root / "sub/b.jpg"), str(root / "sub/../c.jpg"), str(root / "a.jpg")]
+
+
+@pytest.mark.parametrize("bad", ["../../../../etc/passwd", "/etc/passwd", "sub/../../outside/secret"])
+def test_an_image_path_that_climbs_out_names_the_entity(tmp_path, bad):
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    s = _image_store(tmp_path / "s", root, ["ok.jpg", bad])
+    assert s.image_path(0) == root / "ok.jpg"
+    with pytest.raises(StoreError, match=rf"entity 'i:1': image path '{bad}' escapes its image root {root}$"):
+        s.image_path(1)
+    with pytest.raises(StoreError, match=r"entity 'i:1': image path .* escapes"):
+        s.image_paths()
+    assert any("escapes its image root" in p for p in validate_store(s))
+
+
+def test_a_symbolic_link_out_of_the_root_is_refused(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    (root / "dir").symlink_to(tmp_path)
+    (root / "inner.jpg").write_bytes(b"y")
+    (root / "fine.jpg").symlink_to(root / "inner.jpg")  # a link that stays inside is fine
+    s = _image_store(tmp_path / "s", root, ["fine.jpg", "link.jpg", "dir/secret.jpg"])
+    assert s.image_path(0) == root / "fine.jpg"
+    for eid in (1, 2):
+        with pytest.raises(StoreError, match=rf"entity 'i:{eid}': image path .* escapes its image root"):
+            s.image_path(eid)
