@@ -6,8 +6,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from kgclip.errors import StoreError
-from kgclip.store.reader import KnowledgeStore
 from kgclip.store.splits import SplitConfig
+from kgclip.store.validate import open_valid
 from kgclip.store.writer import StoreWriter
 
 
@@ -24,7 +24,7 @@ def merge_stores(
     split (given splits: leakage across them is counted in the manifest, not removed); identical
     triplets of one split are deduplicated. Sources' image roots are united (one root per source).
     """
-    stores = [KnowledgeStore(p) for p in paths]
+    stores = [open_valid(p) for p in paths]  # a broken input is one line, before anything is written
     roots: dict[str, str] = {}
     for s in stores:
         for src in s.manifest.get("image_roots", {}):

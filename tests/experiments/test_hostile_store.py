@@ -347,3 +347,15 @@ def test_8_inspect_png_draws_images_inside_their_root(tmp_path, capsys):
     rc, err, _ = run_cli(capsys, "inspect", tmp_path / "s", "--entity", "t:dog", "--png", tmp_path / "n.png")
     assert rc == 0, err
     assert (tmp_path / "n.png").stat().st_size > 0 and snapshot(tmp_path, skip=[tmp_path / "n.png"]) == before
+
+
+def test_9_merge_refuses_a_broken_input_before_writing(tmp_path, capsys):
+    write_toy_store(tmp_path / "a")
+    write_toy_store(tmp_path / "b")
+    _edit_shard(tmp_path / "b" / T0, _set("tail_id", 1, 42))
+    refused(capsys, tmp_path, "prepare", "merge", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m",
+            match=f"{tmp_path / 'b'}: invalid store: {T0}: 1 dangling tail_id")
+
+
+def test_1_out_below_a_file_is_one_line(tmp_path, triples, capsys):
+    refused(capsys, tmp_path, "prepare", "triples", triples, "--out", triples / "s", match=f"{triples / 's'}: cannot create the store folder (")
