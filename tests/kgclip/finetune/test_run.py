@@ -88,3 +88,34 @@ def test_classification_modes(tmp_path, mode):
     start = load_backbone("kgclip-tiny", seed=0).model.clip.visual.state_dict()
     unchanged = all(torch.equal(trained[f"visual.{k}"], v) for k, v in start.items())
     assert unchanged == (mode == "linear")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, out: str, data: dict, overrides: list[str]) -> None:
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    run("vqa", "kgclip-tiny", out, data, overrides, quiet=True, skips=Skips(echo=None))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_double_batch(tmp_path, vqa_data):
+    over = [*FAST, "batch_size=2"]
+    torch.multiprocessing.spawn(_rank_main, args=(2, _free_port(), str(tmp_path / "two"), vqa_data, over), nprocs=2, join=True)
+    one = run("vqa", "kgclip-tiny", tmp_path / "one", vqa_data, [*FAST, "batch_size=4"], quiet=True, skips=Skips(echo=None))
+    rows = [[r.split(",") for r in (tmp_path / name / "metrics.csv").read_text().splitlines()] for name in ("two", "one")]
+    col = rows[0][0].index("bce")
+    for a, b in zip(rows[0][1:], rows[1][1:], strict=True):
+        assert float(a[col]) == pytest.approx(float(b[col]), rel=1e-4)
+    two_metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two_metrics == pytest.approx(one.metrics)
+    assert len(json.loads((tmp_path / "two" / "predictions.json").read_text())) == 4  # every eval question once, gathered from both ranks
