@@ -407,6 +407,9 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid
 def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     """Read the world back through the real converters into stores under ``root/stores``, then merge.
 
+    ``store`` is merged with ``link="text"``: a Visual Genome name, the ConceptNet term and the
+    VisualSem gloss of the same text are one entity, so the sources form one graph.
+
     Returns the paths of ``store`` (everything), ``pairs_store`` (the world's captions only) and,
     when the world has a pretraining corpus, ``pretrain_store`` (its pairs, all in train). Valid
     and test scenes, with their captions, are all in the valid and test splits; ConceptNet and
@@ -439,8 +442,8 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     parts.append(write("visualsem", VisualSem(nodes=str(vs["nodes"]), tuples=str(vs["tuples"]), glosses=str(vs["glosses"]),
                                               images=str(vs["images"])), hashed))
     pairs = [write(f"coco_{split}", Pairs(coco=str(files.coco[split]), images=str(files.images)), only[split]) for split in present]
-    merge_stores([*parts, *pairs], files.root / "store", split=hashed, overwrite=True)
-    merge_stores(pairs, files.root / "pairs_store", split=hashed, overwrite=True)
+    merge_stores([*parts, *pairs], files.root / "store", link="text", overwrite=True)
+    merge_stores(pairs, files.root / "pairs_store", overwrite=True)
     out = {"store": files.root / "store", "pairs_store": files.root / "pairs_store"}
     if files.pretrain is not None:
         tsv = files.pretrain

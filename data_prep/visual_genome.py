@@ -4,8 +4,11 @@
 it is over 700 MB, so it is streamed item by item with ijson, never loaded whole. Each object is
 an image entity: the image file plus its box, clamped to the image. The same ``object_id`` is one
 entity however often it appears. Optional: ``--with-names`` adds (region, "is a", name) text
-triplets; ``attributes.json`` adds (region, "has attribute", attribute). Splits made by kgclip
-are by image: every triplet of a scene lands in one split.
+triplets, a name whose object carries a WordNet synset having it as concept (``wordnet:man.n.01``:
+the names of one synset are its views, and ``kgclip prepare merge --link text`` joins them with
+the other sources' entities of the synset's lemma); ``attributes.json`` adds (region, "has
+attribute", attribute). Splits made by kgclip are by image: every triplet of a scene lands in one
+split.
 """
 
 import dataclasses
@@ -82,6 +85,17 @@ def _name(obj: dict) -> str | None:
     return None
 
 
+_SYNSET = re.compile(r"^[^.\s]+\.[nvasr]\.\d+$")
+
+
+def _synset(obj: dict) -> str | None:
+    """The object's first WordNet synset (``man.n.01``), when the file carries one."""
+    synsets = obj.get("synsets")
+    if isinstance(synsets, list) and synsets and isinstance(synsets[0], str) and _SYNSET.match(synsets[0]):
+        return synsets[0]
+    return None
+
+
 class _Regions:
     """Adds region entities (deduplicated by object_id) with clamped boxes."""
 
@@ -119,7 +133,9 @@ class _Regions:
         if self.with_names:
             name = clean_text(_name(obj), self.conv)
             if name:
-                nid = self.w.add_entity(f"{SOURCE}:name/{name.lower()}", "text", text=name.lower(), source=SOURCE)
+                synset = _synset(obj)
+                nid = self.w.add_entity(f"{SOURCE}:name/{name.lower()}", "text", text=name.lower(), source=SOURCE,
+                                        concept=f"wordnet:{synset}" if synset else None)
                 self.w.add_triplet(eid, self.is_a, nid, source=SOURCE, group=image_group(image_id))
             else:
                 self.conv.note("object without a name: no name triplet")

@@ -6,6 +6,7 @@ import pandas as pd
 
 from kgclip.graph import modality_pair_stats, relation_stats, source_stats
 from kgclip.store import open_valid
+from kgclip.store.connectivity import connectivity
 from kgclip.store.validate import content_problems
 
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
           f"splits {c.get('splits')}  duplicates removed {m.get('duplicates_removed', 0)}  "
           f"self-loops {m.get('self_loops', 0)}")
     print(f"leakage (triplets whose entity pair is also in another split): {m.get('leakage', 'not counted')}")
+    print(f"connectivity: {connectivity(store)}  aliases {len(store.aliases)}")
     with pd.option_context("display.width", 160, "display.max_rows", 60, "display.max_columns", 20):
         print("\nper source:")
         print(source_stats(store).to_string(index=False))

@@ -13,17 +13,17 @@ from data_prep.base import Converter
 from data_prep.registry import CONVERTERS, converter_class
 from kgclip.errors import ConfigError, StoreError
 from kgclip.store import SplitConfig, merge_stores
+from kgclip.store.merge import LINK_MODES
 
 
-def _common(p: argparse.ArgumentParser, *, records: bool = True) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="store folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store (once the new one is complete)")
     p.add_argument("--split-ratios", default="0.9,0.05,0.05",
                    help="train,valid,test fractions of the groups split by kgclip (entity pairs, images; default 0.9,0.05,0.05)")
     p.add_argument("--split-seed", type=int, default=0)
-    if records:
-        p.add_argument("--limit", type=int, default=None, help="read only the first N records")
-        p.add_argument("--max-bad-fraction", type=float, default=0.01, help="stop when more records than this are malformed")
+    p.add_argument("--limit", type=int, default=None, help="read only the first N records")
+    p.add_argument("--max-bad-fraction", type=float, default=0.01, help="stop when more records than this are malformed")
 
 
 def _split(args: argparse.Namespace) -> SplitConfig:
@@ -50,7 +50,7 @@ def add_converter_options(p: argparse.ArgumentParser, cls: type[Converter]) -> N
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="convert a source into a knowledge store",
-                       description=f"sources: {', '.join(CONVERTERS)}; and demo, merge")
+                       description=f"sources: {', '.join(CONVERTERS)}; other verbs: demo, merge, cache-images")
     verbs = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     for name, cls in CONVERTERS.items():
         vp = verbs.add_parser(name, help=cls.description, description=cls.description)
@@ -62,9 +62,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dp.add_argument("--scenes", type=int, default=600)
     dp.add_argument("--seed", type=int, default=0)
     dp.set_defaults(func=run_demo)
-    mp = verbs.add_parser("merge", help="merge several stores into one")
-    mp.add_argument("stores", nargs="+", help="store folders")
-    _common(mp, records=False)
+    mp = verbs.add_parser("merge", help="merge several stores into one (their splits kept; --link text joins same-named entities)")
+    mp.add_argument("stores", nargs="+", help="store folders, the first one's entity attributes winning")
+    mp.add_argument("--out", required=True, help="store folder to write")
+    mp.add_argument("--overwrite", action="store_true", help="replace an existing store (once the new one is complete)")
+    mp.add_argument("--link", choices=LINK_MODES, default=None,
+                    help="'text': join text entities whose normalised text matches, and WordNet synsets with their lemma (off by default)")
     mp.set_defaults(func=run_merge)
     from experiments import cache_images
 
@@ -90,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    manifest = merge_stores(args.stores, args.out, split=_split(args), overwrite=args.overwrite)
+    manifest = merge_stores(args.stores, args.out, link=args.link, overwrite=args.overwrite)
     c = manifest["counts"]
+    linked = f"; linked: {manifest['settings']['link_report']}" if args.link else ""
     print(f"wrote {args.out}: {c['entities']} entities, {c['relations']} relations, {c['triplets']} triplets {c['splits']}; "
-          f"{manifest['duplicates_removed']} duplicate triplets removed")
+          f"{manifest['duplicates_removed']} duplicate triplets removed; leakage {manifest['leakage']}{linked}")
     return 0
 
 

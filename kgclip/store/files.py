@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kgclip.progress import bar
-from kgclip.store.format import ENTITIES_DIR, MANIFEST, RELATIONS, TRIPLETS_DIR
+from kgclip.store.format import ALIASES, ENTITIES_DIR, MANIFEST, RELATIONS, TRIPLETS_DIR
 
 _CHUNK = 1 << 20
 
@@ -20,8 +20,7 @@ _CHUNK = 1 << 20
 def data_files(folder: Path) -> list[str]:
     """The data files present in a store folder, as sorted paths relative to it (``/``-separated)."""
     found = [f"{sub}/{p.name}" for sub in (ENTITIES_DIR, TRIPLETS_DIR) for p in (folder / sub).glob("*.parquet")]
-    if (folder / RELATIONS).exists():
-        found.append(RELATIONS)
+    found += [name for name in (RELATIONS, ALIASES) if (folder / name).exists()]
     return sorted(found)
 
 

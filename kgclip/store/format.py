@@ -9,6 +9,7 @@ MANIFEST = "manifest.json"
 ENTITIES_DIR = "entities"
 TRIPLETS_DIR = "triplets"
 RELATIONS = "relations.parquet"
+ALIASES = "aliases.parquet"
 
 BBOX_TYPE = pa.list_(pa.float64(), 4)
 
@@ -51,3 +52,8 @@ TRIPLET_SCHEMA = pa.schema(
     ]
 )
 """Triplets. ``weight`` and ``dataset`` are optional attributes (ConceptNet keeps both)."""
+
+ALIAS_SCHEMA = pa.schema([("key", pa.string()), ("entity_id", pa.int64())])
+"""Aliases (optional file): the keys of entities merged into another one by ``kgclip prepare merge
+--link`` (e.g. ``conceptnet:/c/en/circle`` -> the entity ``visual_genome:name/circle``). An alias
+is never an entity key; a store without the file has no aliases."""

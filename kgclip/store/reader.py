@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 from kgclip.errors import StoreError
 from kgclip.store.files import data_files, file_problems
 from kgclip.store.format import (
+    ALIAS_SCHEMA,
+    ALIASES,
     ENTITIES_DIR,
     ENTITY_SCHEMA,
     MANIFEST,
@@ -160,10 +162,20 @@ class KnowledgeStore:
         return self.triplet_table().to_pandas()
 
     @cached_property
+    def aliases(self) -> pd.DataFrame:
+        """Keys of entities merged into another one (``key``, ``entity_id``); empty when the store has none."""
+        path = self.path / ALIASES
+        if not path.is_file():
+            return ALIAS_SCHEMA.empty_table().to_pandas()
+        return _read_parquet(path, schema=ALIAS_SCHEMA).to_pandas()
+
+    @cached_property
     def entity_index(self) -> dict[str, int]:
-        """key -> entity id."""
-        e = self.entities
-        return dict(zip(e["key"].tolist(), e["entity_id"].tolist(), strict=True))
+        """key -> entity id, aliases (keys merged into another entity) included."""
+        e, a = self.entities, self.aliases
+        index = dict(zip(a["key"].tolist(), a["entity_id"].tolist(), strict=True))
+        index.update(zip(e["key"].tolist(), e["entity_id"].tolist(), strict=True))
+        return index
 
     @cached_property
     def relation_index(self) -> dict[str, int]:

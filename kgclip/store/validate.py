@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from kgclip.errors import StoreError
 from kgclip.store.files import change_problems, listing_problems, table_problems
-from kgclip.store.format import ENTITIES_DIR, ENTITY_SCHEMA, MANIFEST, RELATION_SCHEMA, RELATIONS, TRIPLET_SCHEMA, TRIPLETS_DIR
+from kgclip.store.format import ALIASES, ENTITIES_DIR, ENTITY_SCHEMA, MANIFEST, RELATION_SCHEMA, RELATIONS, TRIPLET_SCHEMA, TRIPLETS_DIR
 from kgclip.store.reader import KnowledgeStore, one_line
 from kgclip.typing import MODALITIES, SPLITS
 
@@ -107,6 +107,22 @@ def check_triplets(t: pd.DataFrame, n_entities: int, n_relations: int, where: st
     bad_split = t[~t["split"].isin(SPLITS)]
     if len(bad_split):
         problems.append(f"{where}: {len(bad_split)} triplet(s) of unknown split {_examples(bad_split['split'].unique())}")
+    return problems
+
+
+def check_aliases(a: pd.DataFrame, entity_keys: pd.Series, where: str = ALIASES) -> list[str]:
+    """Problems of the alias table: an alias that is an entity key, duplicated, or names no entity."""
+    problems = []
+    clash = a["key"][a["key"].isin(entity_keys)]
+    if len(clash):
+        problems.append(f"{where}: {len(clash)} alias(es) that are entity keys: {_examples(clash.to_numpy())}")
+    dup = a["key"][a["key"].duplicated()]
+    if len(dup):
+        problems.append(f"{where}: {len(dup)} duplicate alias(es): {_examples(dup.to_numpy())}")
+    ids = a["entity_id"].to_numpy()
+    bad = (ids < 0) | (ids >= len(entity_keys))
+    if bad.any():
+        problems.append(f"{where}: {int(bad.sum())} alias(es) of no entity: {_examples(a['key'].to_numpy()[bad])}")
     return problems
 
 
@@ -266,7 +282,7 @@ def fast_problems(store: KnowledgeStore) -> list[str]:
 def content_problems(store: KnowledgeStore, hashes: bool = True) -> list[str]:
     """The row checks beyond :func:`fast_problems` (run them on a store that passed it) and, with ``hashes``, the files' SHA-256."""
     e, r = store.entities, store.relations
-    problems = check_entities(e) + check_relations(r)
+    problems = check_entities(e) + check_relations(r) + check_aliases(store.aliases, e["key"])
     try:
         store.image_paths()
     except StoreError as exc:  # an image path that escapes its root, or a source without a root

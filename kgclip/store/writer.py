@@ -27,6 +27,8 @@ from kgclip import __version__
 from kgclip.errors import StoreError
 from kgclip.store.files import file_table
 from kgclip.store.format import (
+    ALIAS_SCHEMA,
+    ALIASES,
     ENTITIES_DIR,
     ENTITY_SCHEMA,
     FORMAT_VERSION,
@@ -112,6 +114,7 @@ class StoreWriter:
         self._overwrite = overwrite
         self._entity_ids: dict[str, int] = {}
         self._concepts: dict[int, str] = {}  # entity id -> concept, for the entities that are views
+        self._aliases: dict[str, int] = {}
         self._entity_buf: dict[str, list] = {f.name: [] for f in ENTITY_SCHEMA}
         self._entity_shards = 0
         self._entity_file: pq.ParquetWriter | None = None
@@ -244,6 +247,14 @@ class StoreWriter:
             self._entity_file, self._entity_shard_fill = None, 0
 
     # -- relations --------------------------------------------------------------------------
+    def add_alias(self, key: str, entity_id: int) -> None:
+        """Record ``key`` as another key of entity ``entity_id`` (an entity merged into it); never an entity key."""
+        if key in self._entity_ids:
+            raise StoreError(f"alias {key!r} is an entity key")
+        if not 0 <= entity_id < len(self._entity_ids):
+            raise StoreError(f"alias {key!r}: no entity {entity_id}")
+        self._aliases[key] = int(entity_id)
+
     def add_relation(self, key: str, text: str) -> int:
         """Add a relation (deduplicated by key) and return its id."""
         rid = self._relation_ids.get(key)
@@ -374,6 +385,9 @@ class StoreWriter:
             schema=RELATION_SCHEMA,
         )
         pq.write_table(rel, self._tmp / RELATIONS)
+        if self._aliases:
+            aliases = {"key": list(self._aliases), "entity_id": list(self._aliases.values())}
+            pq.write_table(pa.Table.from_pydict(aliases, schema=ALIAS_SCHEMA), self._tmp / ALIASES)
 
         raw = [pq.read_table(p).to_pandas() for p in self._raw_shards]
         triplets = pd.concat(raw, ignore_index=True) if raw else _RAW_SCHEMA.empty_table().to_pandas()
@@ -415,6 +429,7 @@ class StoreWriter:
             "duplicates_removed": report.duplicates_removed,
             "leakage": report.leakage,
             "self_loops": report.self_loops,
+            "aliases": len(self._aliases),
             "settings": self.settings,
         }
         manifest["files"] = file_table(self._tmp)

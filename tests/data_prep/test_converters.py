@@ -142,6 +142,9 @@ def test_visual_genome_names_and_attributes(tmp_path):
     assert not any(h == "visual_genome:object/14" and r == "/r/IsA" for h, r, _ in got)  # blank name: region kept, no name triplet
     assert ("visual_genome:object/14", "visual_genome:near", "visual_genome:object/10") in got
     assert s.manifest["sources"]["visual_genome"]["noted"]["object without a name: no name triplet"] == 1
+    concept = dict(zip(s.entities.key, s.entities.concept, strict=True))  # a name's synset is its concept, when the file has one
+    assert concept["visual_genome:name/man"] == "wordnet:man.n.01" and concept["visual_genome:name/horse"] == "wordnet:horse.n.01"
+    assert concept["visual_genome:object/10"] is None and concept["visual_genome:name/field"] is None
 
 
 def test_visual_genome_min_predicate_count(tmp_path):

@@ -3,6 +3,7 @@ import json
 
 from data_prep.demo_world import HELD_OUT, convert_demo_world, write_demo_world
 from kgclip.store import open_valid
+from kgclip.store.connectivity import connectivity
 
 
 def _digest(root):
@@ -36,6 +37,9 @@ def test_world_passes_the_converters_and_validation(tmp_path):
     # every image entity's file is there
     for eid in s.entities.index[s.entities["modality"] == "image"][:50]:
         assert s.image_path(eid).is_file()
+    # merged with --link text: the Visual Genome name and the ConceptNet term of a shape are one entity
+    assert s.entity_index["conceptnet:/c/en/circle"] == s.entity_index["visual_genome:name/circle"]
+    assert connectivity(s)["cross_source_triplets"] > 0
 
 
 def test_test_scenes_and_held_out_combinations(tmp_path):

@@ -4,6 +4,8 @@ import pytest
 
 from kgclip.errors import ConfigError
 from kgclip.store import KnowledgeStore, SplitConfig, StoreWriter, merge_stores, open_valid
+from kgclip.store.connectivity import component_labels, connectivity
+from kgclip.store.merge import link_entities, normalise_text, synset_lemma
 from kgclip.store.splits import count_leakage, entity_groups, finish_triplets, hash_splits, key_hashes, pair_hashes
 
 
@@ -135,7 +137,7 @@ def test_merge_dedupes_keys_unifies_relations_keeps_provenance(tmp_path):
         w.add_triplet(cat, isa, animal, source="sb")
         w.add_triplet(cat, part, animal, source="sb")
         w.count_skip("sb", "bad line", 3)
-    m = merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m", split=SplitConfig(ratios=(1, 0, 0)))
+    m = merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
     s = open_valid(tmp_path / "m")
     assert s.entities["key"].tolist() == ["dog", "animal", "cat"]
     assert s.entities["text"].tolist() == ["dog", "animal", "cat"]  # first store wins
@@ -154,3 +156,120 @@ def test_merge_removes_cross_store_duplicates(tmp_path):
             w.add_triplet(x, w.add_relation("r", "r"), y, source=name)
     m = merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
     assert m["counts"]["triplets"] == 1 and m["duplicates_removed"] == 1
+
+
+# -- linking ---------------------------------------------------------------------------------------
+
+def test_normalise_text_and_synset_lemma():
+    assert normalise_text("  Red_Circle \t shape ") == "red circle shape" and normalise_text("STRASSE") == "strasse"
+    assert synset_lemma("wordnet:hot_dog.n.01") == "hot dog" and synset_lemma("visualsem:bn:1n") is None
+    assert synset_lemma("wordnet:nodots") is None
+
+
+def test_link_entities_by_hand():
+    # 0 "Circle"  1 "circle " (same)  2 image  3 "red_circle"  4 "red circle" (same as 3)
+    # 5 "a pet" view of A  6 "A PET" view of B (refused: two concepts)  7 "circles" synset circle.n.01 (joins 0 by lemma)
+    # 8 "a pet" plain (joins 5, takes concept A)
+    mod = np.array(["text", "text", "image", "text", "text", "text", "text", "text", "text"], dtype=object)
+    text = np.array(["Circle", "circle ", None, "red_circle", "red circle", "a pet", "A PET", "circles", "a pet"], dtype=object)
+    concept = np.array([None, None, None, None, None, "vs:A", "vs:B", "wordnet:circle.n.01", None], dtype=object)
+    rep, group_concept, report = link_entities(mod, text, concept)
+    assert rep.tolist() == [0, 0, 2, 3, 3, 5, 6, 0, 5]
+    assert group_concept[0] == "wordnet:circle.n.01" and group_concept[5] == "vs:A" and group_concept[6] == "vs:B"
+    assert (report.entities_joined, report.groups, report.refused) == (4, 3, 1)
+
+
+def _island_stores(tmp_path):
+    """A Visual-Genome-like store (region -is a-> name 'circle', synset circle.n.01) and a ConceptNet-like one."""
+    with StoreWriter(tmp_path / "vg", image_roots={"vg": "/imgs"}, split=SplitConfig(ratios=(1, 0, 0))) as w:
+        region = w.add_entity("vg:object/1", "image", image="1.jpg", source="vg")
+        name = w.add_entity("vg:name/circle", "text", text="circle", source="vg", concept="wordnet:circle.n.01")
+        rounds = w.add_entity("vg:name/rounds", "text", text="rounds", source="vg", concept="wordnet:circle.n.01")
+        w.add_triplet(region, w.add_relation("/r/IsA", "is a"), name, source="vg")
+        w.add_triplet(region, w.add_relation("near", "near"), rounds, source="vg")
+    with StoreWriter(tmp_path / "cn", split=SplitConfig(ratios=(0, 0, 1))) as w:
+        c, cn, shape = (w.add_entity(f"cn:/c/en/{k}", "text", text=k.split("/")[0].replace("_", " "), source="cn")
+                        for k in ("circle", "circle/n", "round_shape"))
+        isa = w.add_relation("/r/IsA", "is a")
+        w.add_triplet(c, isa, shape, source="cn")
+        w.add_triplet(cn, w.add_relation("/r/RelatedTo", "related to"), c, source="cn")  # becomes a self-loop when linked
+
+
+def test_merge_with_link_text_joins_the_sources(tmp_path):
+    _island_stores(tmp_path)
+    merge_stores([tmp_path / "vg", tmp_path / "cn"], tmp_path / "plain")
+    plain = open_valid(tmp_path / "plain")
+    assert connectivity(plain)["components"] == 2 and connectivity(plain)["cross_source_triplets"] == 0
+    assert len(plain.aliases) == 0 and plain.manifest["aliases"] == 0
+
+    m = merge_stores([tmp_path / "vg", tmp_path / "cn"], tmp_path / "linked", link="text")
+    s = open_valid(tmp_path / "linked")
+    # the names of one synset and the ConceptNet nodes of its lemma become one entity
+    assert s.entities["key"].tolist() == ["vg:object/1", "vg:name/circle", "cn:/c/en/round_shape"]
+    assert s.entities["concept"].tolist() == [None, "wordnet:circle.n.01", None]
+    assert dict(zip(s.aliases.key, s.aliases.entity_id, strict=True)) == {"vg:name/rounds": 1, "cn:/c/en/circle": 1, "cn:/c/en/circle/n": 1}
+    assert s.entity_index["cn:/c/en/circle"] == 1 and s.entity_index["vg:name/circle"] == 1
+    k, rk = s.entity_keys, s.relation_keys
+    got = {(k[h], rk[r], k[t], sp) for h, r, t, sp in zip(s.triplets.head_id, s.triplets.relation_id, s.triplets.tail_id, s.triplets.split, strict=True)}
+    assert got == {("vg:object/1", "/r/IsA", "vg:name/circle", "train"), ("vg:object/1", "near", "vg:name/circle", "train"),
+                   ("vg:name/circle", "/r/IsA", "cn:/c/en/round_shape", "test"), ("vg:name/circle", "/r/RelatedTo", "vg:name/circle", "test")}
+    assert m["self_loops"] == 1 and m["settings"]["link_report"] == {"entities_joined": 3, "groups": 1, "refused": 0}
+    c = connectivity(s)
+    assert c["components"] == 1 and c["largest_component"] == 3 and c["cross_source_triplets"] == 1
+    # the pair (region, circle) is only in train; the pair (circle, round shape) only in test: no leakage
+    assert m["leakage"] == {"train": 0, "valid": 0, "test": 0}
+    # aliases survive another merge
+    merge_stores([tmp_path / "linked"], tmp_path / "again")
+    assert open_valid(tmp_path / "again").entity_index["cn:/c/en/circle/n"] == 1
+
+
+def test_merge_link_cli_and_info(tmp_path, capsys):
+    from experiments.cli import main
+
+    _island_stores(tmp_path)
+    assert main(["prepare", "merge", str(tmp_path / "vg"), str(tmp_path / "cn"), "--out", str(tmp_path / "m"), "--link", "text"]) == 0
+    assert "'entities_joined': 3" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "connectivity: {'components': 1, 'largest_component': 3, 'isolated_entities': 0, 'cross_source_triplets': 1" in out
+    assert "aliases 3" in out
+
+
+def test_component_labels_by_hand():
+    # 0-1-2 chain, 3 alone, 4-5, 6-4 (given in an order that needs several rounds)
+    labels = component_labels(7, np.array([2, 1, 5, 6]), np.array([1, 0, 4, 5]))
+    assert labels.tolist() == [0, 0, 0, 3, 4, 4, 4]
+    rng = np.random.default_rng(0)
+    h, t = rng.integers(0, 300, 200), rng.integers(0, 300, 200)
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(300))
+    g.add_edges_from(zip(h.tolist(), t.tolist(), strict=True))
+    want = np.empty(300, dtype=np.int64)
+    for comp in nx.connected_components(g):
+        want[list(comp)] = min(comp)
+    assert component_labels(300, h, t).tolist() == want.tolist()
+
+
+def test_alias_validation():
+    import pandas as pd
+
+    from kgclip.store.validate import check_aliases
+
+    keys = pd.Series(["a", "b"])
+    a = pd.DataFrame({"key": ["b", "x", "x", "y"], "entity_id": [0, 1, 1, 5]})
+    problems = check_aliases(a, keys)
+    assert len(problems) == 3 and "alias(es) that are entity keys: 'b'" in problems[0]
+    assert "duplicate alias(es): 'x'" in problems[1] and "of no entity: 'y'" in problems[2]
+
+
+def test_connectivity_joins_the_views_of_a_concept(tmp_path):
+    # views a1, a2 of concept A (only a1 in a triplet), b alone in a triplet with a1, c in no triplet
+    with StoreWriter(tmp_path / "s", split=SplitConfig(ratios=(1, 0, 0))) as w:
+        a1, _a2 = (w.add_entity(f"a{i}", "text", text=f"a{i}", source="x", concept="A") for i in (1, 2))
+        b = w.add_entity("b", "text", text="b", source="y")
+        w.add_entity("c", "text", text="c", source="x")
+        w.add_triplet(a1, w.add_relation("r", "r"), b, source="x")
+    c = connectivity(KnowledgeStore(tmp_path / "s"))
+    assert c == {"components": 1, "largest_component": 3, "isolated_entities": 1, "cross_source_triplets": 1, "cross_source_share": 1.0}
