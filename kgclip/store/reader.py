@@ -167,7 +167,7 @@ class KnowledgeStore:
         path = self.path / ALIASES
         if not path.is_file():
             return ALIAS_SCHEMA.empty_table().to_pandas()
-        return _read_parquet(path, schema=ALIAS_SCHEMA).to_pandas()
+        return read_shards([path], None, ALIAS_SCHEMA).to_pandas()
 
     @cached_property
     def entity_index(self) -> dict[str, int]:
