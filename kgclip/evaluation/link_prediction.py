@@ -53,7 +53,8 @@ def _filter_pairs(queries: pd.DataFrame, known: pd.DataFrame, on: list[str], ans
 def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None, chunk: int = 1024) -> dict:
     """Filtered link prediction of ``split`` triplets; returns overall, per-relation and per-modality-pair metrics.
 
-    Memory: the candidate vectors of one side at a time (``[entities of a modality, D]``) and
+    A score is the dot product of a query and a candidate vector (the scorer's vectors are unit
+    length, so it is their cosine). Memory: the candidate vectors of one side at a time (``[entities of a modality, D]``) and
     ``chunk`` x candidates scores; the scorer keeps its own candidate matrix.
     """
     t = store.triplets
@@ -82,7 +83,7 @@ def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", 
             qv = scorer.queries(torch.tensor(q["head_id"].tolist()), torch.tensor(q["relation_id"].tolist()))
             fq, fc = _filter_pairs(q, known, ["hg", "relation_id"], "tg", cand_group)
             true = torch.from_numpy(cand_pos[q["tail_id"].to_numpy()])
-            ranks["tail"][sel] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, chunk=chunk).numpy()
+            ranks["tail"][sel] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, normalize=False, chunk=chunk).numpy()
         # (?, r, t): per relation, candidates Y(h, r, -) for every h of the modality; query Y(-,-,t).
         sel = np.flatnonzero(modality[test["head_id"].to_numpy()] == code)
         if sel.size:
@@ -93,7 +94,7 @@ def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", 
                 qv = scorer.candidates(torch.from_numpy(q["tail_id"].to_numpy().copy()))
                 fq, fc = _filter_pairs(q, known, ["relation_id", "tg"], "hg", cand_group)
                 true = torch.from_numpy(cand_pos[q["head_id"].to_numpy()])
-                ranks["head"][rows] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, chunk=chunk).numpy()
+                ranks["head"][rows] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, normalize=False, chunk=chunk).numpy()
                 del cands
     both = np.concatenate([ranks["tail"], ranks["head"]])
     result = {"overall": rank_metrics(torch.from_numpy(both)), "tail": rank_metrics(torch.from_numpy(ranks["tail"])),

@@ -1,7 +1,12 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+from kgclip.evaluation.link_prediction import link_prediction
 from kgclip.evaluation.ranking import filtered_ranks, rank_metrics
+from kgclip.store import KnowledgeStore, StoreWriter
 
 
 def _dot(scores_rows):
@@ -44,3 +49,73 @@ def test_metrics():
     m = rank_metrics(torch.tensor([1.0, 2.0, 4.0, 20.0], dtype=torch.float64))
     assert m["mrr"] == pytest.approx((1 + 0.5 + 0.25 + 0.05) / 4)
     assert m["hits@1"] == 0.25 and m["hits@3"] == 0.5 and m["hits@10"] == 0.75 and m["count"] == 4
+
+
+# -- parity with PyKEEN's RankBasedEvaluator (filtered, realistic, both sides) --------------------
+# data/pykeen_reference.json: a score tensor S[h, r, t] (12 entities, 3 relations, integer scores so
+# that ties are exact), 38 triplets with splits (15 test), and the metrics PyKEEN 1.11.1 reports for
+# them: its FixedModel scoring by S, RankBasedEvaluator(filtered=True).evaluate over the test
+# triplets with train + valid as additional filter triples. data/make_pykeen_reference.py made it
+# (the commands are in its docstring).
+
+REFERENCE = Path(__file__).parent / "data" / "pykeen_reference.json"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return json.loads(REFERENCE.read_text())
+
+
+class TensorScorer:
+    """Scores S[h, r, t] exactly: a candidate t is the one-hot vector e_t, a query (h, r) the row S[h, r, :]."""
+
+    name = "tensor"
+
+    def __init__(self, scores):
+        self.s = torch.tensor(scores, dtype=torch.float64)
+
+    def candidates(self, ids):
+        return torch.eye(self.s.shape[0], dtype=torch.float64)[ids]
+
+    def queries(self, heads, relations):
+        return self.s[heads, relations]
+
+
+def _metrics(ranks):
+    m = rank_metrics(ranks)
+    return {"mrr": m["mrr"], **{f"hits@{k}": m[f"hits@{k}"] for k in (1, 3, 10)}}
+
+
+def test_filtered_ranks_match_pykeen(reference):
+    s = torch.tensor(reference["scores"], dtype=torch.float64)
+    trip = reference["triplets"]
+    known = {(h, r, t) for h, r, t, _ in trip}
+    test = [(h, r, t) for h, r, t, split in trip if split == "test"]
+    one_hot = torch.eye(s.shape[0], dtype=torch.float64)
+    ranks = {}
+    for side in ("tail", "head"):
+        rows = torch.stack([s[h, r, :] if side == "tail" else s[:, r, t] for h, r, t in test])  # [Q, entities]
+        true = torch.tensor([t if side == "tail" else h for h, r, t in test])
+        fq, fc = zip(*[(i, e) for i, (h, r, t) in enumerate(test) for e in range(s.shape[0])
+                       if ((h, r, e) if side == "tail" else (e, r, t)) in known], strict=True)
+        ranks[side] = filtered_ranks(rows, one_hot, true, torch.tensor(fq), torch.tensor(fc), normalize=False, chunk=4)
+    ranks["both"] = torch.cat([ranks["tail"], ranks["head"]])
+    for side, r in ranks.items():
+        for name, value in _metrics(r).items():
+            assert value == pytest.approx(reference["reference"][f"{side}.realistic.{name}"], abs=1e-6), (side, name)
+
+
+def test_link_prediction_matches_pykeen(reference, tmp_path):
+    n = len(reference["scores"])
+    with StoreWriter(tmp_path / "s") as w:
+        for i in range(n):
+            w.add_entity(f"e{i}", "text", text=f"e{i}", source="x")
+        for r in range(len(reference["scores"][0])):
+            w.add_relation(f"r{r}", f"r{r}")
+        for h, r, t, split in reference["triplets"]:
+            w.add_triplet(h, r, t, source="x", split=split)
+    res = link_prediction(TensorScorer(reference["scores"]), KnowledgeStore(tmp_path / "s"), chunk=4)
+    for ours, theirs in (("overall", "both"), ("tail", "tail"), ("head", "head")):
+        assert res[ours]["count"] == (30 if ours == "overall" else 15)
+        for name in ("mrr", "hits@1", "hits@3", "hits@10"):
+            assert res[ours][name] == pytest.approx(reference["reference"][f"{theirs}.realistic.{name}"], abs=1e-6), (ours, name)
