@@ -50,12 +50,17 @@ def _filter_pairs(queries: pd.DataFrame, known: pd.DataFrame, on: list[str], ans
     return torch.from_numpy(m["qrow"].to_numpy().copy()), torch.from_numpy(m["pos"].to_numpy().copy())
 
 
-def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None, chunk: int = 1024) -> dict:
+def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", max_queries: int | None = None, chunk: int = 1024,
+                    max_candidate_bytes: int = 2**30) -> dict:
     """Filtered link prediction of ``split`` triplets; returns overall, per-relation and per-modality-pair metrics.
 
     A score is the dot product of a query and a candidate vector (the scorer's vectors are unit
-    length, so it is their cosine). Memory: the candidate vectors of one side at a time (``[entities of a modality, D]``) and
-    ``chunk`` x candidates scores; the scorer keeps its own candidate matrix.
+    length, so it is their cosine).
+
+    Memory: the scorer's candidate matrix Y(-,-,t) ([entities, D]); for head prediction, the
+    candidates Y(h, r, -) of as many relations at once as fit in ``max_candidate_bytes`` (at least
+    one: [entities of a modality, D] each; asking for several relations in one call lets the
+    scorer encode each entity once for all of them); and ``chunk`` x candidates scores.
     """
     t = store.triplets
     test = t[t["split"] == split][["head_id", "relation_id", "tail_id"]].reset_index(drop=True)
@@ -84,18 +89,26 @@ def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", 
             fq, fc = _filter_pairs(q, known, ["hg", "relation_id"], "tg", cand_group)
             true = torch.from_numpy(cand_pos[q["tail_id"].to_numpy()])
             ranks["tail"][sel] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, normalize=False, chunk=chunk).numpy()
-        # (?, r, t): per relation, candidates Y(h, r, -) for every h of the modality; query Y(-,-,t).
+            del cands
+        # (?, r, t): candidates Y(h, r, -) for every h of the modality, some relations at a time; query Y(-,-,t).
         sel = np.flatnonzero(modality[test["head_id"].to_numpy()] == code)
         if sel.size:
             q_all = test_g.iloc[sel]
-            for r, q in bar(q_all.groupby("relation_id"), desc=f"{scorer.name}: head prediction", unit="relation", leave=False):
-                rows = sel[np.flatnonzero(q_all["relation_id"].to_numpy() == r)]
-                cands = scorer.queries(cand_t, torch.full((cand_ids.size,), int(r), dtype=torch.long))
-                qv = scorer.candidates(torch.from_numpy(q["tail_id"].to_numpy().copy()))
-                fq, fc = _filter_pairs(q, known, ["relation_id", "tg"], "hg", cand_group)
-                true = torch.from_numpy(cand_pos[q["head_id"].to_numpy()])
-                ranks["head"][rows] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, normalize=False, chunk=chunk).numpy()
-                del cands
+            relations = np.unique(q_all["relation_id"].to_numpy())
+            width = scorer.candidates(cand_t[:1]).shape[1]
+            at_once = int(max(1, min(len(relations), max_candidate_bytes // max(1, cand_ids.size * width * 4))))
+            groups = [relations[i : i + at_once] for i in range(0, len(relations), at_once)]
+            for rels in bar(groups, desc=f"{scorer.name}: head prediction", unit="relation group", leave=False):
+                cands_all = scorer.queries(cand_t.repeat(len(rels)), torch.from_numpy(np.repeat(rels, cand_ids.size)))
+                for k, r in enumerate(rels.tolist()):
+                    rows = sel[np.flatnonzero(q_all["relation_id"].to_numpy() == r)]
+                    q = q_all[q_all["relation_id"].to_numpy() == r]
+                    cands = cands_all[k * cand_ids.size : (k + 1) * cand_ids.size]
+                    qv = scorer.candidates(torch.from_numpy(q["tail_id"].to_numpy().copy()))
+                    fq, fc = _filter_pairs(q, known, ["relation_id", "tg"], "hg", cand_group)
+                    true = torch.from_numpy(cand_pos[q["head_id"].to_numpy()])
+                    ranks["head"][rows] = filtered_ranks(qv.cpu(), cands.cpu(), true, fq, fc, normalize=False, chunk=chunk).numpy()
+                del cands_all, cands
     both = np.concatenate([ranks["tail"], ranks["head"]])
     result = {"overall": rank_metrics(torch.from_numpy(both)), "tail": rank_metrics(torch.from_numpy(ranks["tail"])),
               "head": rank_metrics(torch.from_numpy(ranks["head"]))}

@@ -225,12 +225,25 @@ class KnowledgeClipScorer(_StoreScorer):
 
     @torch.no_grad()
     def queries(self, heads: Tensor, relations: Tensor) -> Tensor:
-        """Y(h, r, -), normalised; heads encoded chunk by chunk."""
-        out = []
-        for h, r in zip(_chunks(heads, self.chunk, f"{self.name}: queries Y(h,r,-)"), _chunks(relations, self.chunk), strict=True):
-            y, _ = self.model.fuse(self.encode(h), self.rel[r.to(self.device)], None)
-            out.append(F.normalize(y.float(), dim=-1))
-        return torch.cat(out) if out else torch.empty(0, self.model.config.fusion_width, device=self.device)
+        """Y(h, r, -), normalised. Each distinct head is encoded once per call, however many relations
+        it is asked with (a chunk of heads at a time), so asking for all entities under several
+        relations in one call costs one tower pass."""
+        heads, relations = heads.long().cpu(), relations.long().cpu()
+        out = torch.empty(heads.numel(), self.model.config.fusion_width, device=self.device)
+        uniq, inv = torch.unique(heads, return_inverse=True)
+        order = torch.argsort(inv, stable=True)  # the pairs grouped by head, heads in ``uniq`` order
+        bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(inv, minlength=uniq.numel()).cumsum(0)]).tolist()
+        starts = range(0, uniq.numel(), self.chunk)
+        for start in bar(starts, desc=f"{self.name}: queries Y(h,r,-)", unit="chunk", leave=False) if len(starts) > 4 else starts:
+            stop = min(start + self.chunk, uniq.numel())
+            enc = self.encode(uniq[start:stop])
+            pairs = order[bounds[start] : bounds[stop]]
+            for part in _chunks(pairs, self.chunk):
+                rows = (inv[part] - start).to(self.device)
+                head = EncodedEntities(enc.tokens[rows], enc.valid[rows], enc.embedding[rows], torch.empty(0), torch.empty(0))
+                y, _ = self.model.fuse(head, self.rel[relations[part].to(self.device)], None)
+                out[part.to(self.device)] = F.normalize(y.float(), dim=-1)
+        return out
 
     @torch.no_grad()
     def relation_scores(self, heads: Tensor, tails: Tensor) -> Tensor:

@@ -105,7 +105,8 @@ def test_filtered_ranks_match_pykeen(reference):
             assert value == pytest.approx(reference["reference"][f"{side}.realistic.{name}"], abs=1e-6), (side, name)
 
 
-def test_link_prediction_matches_pykeen(reference, tmp_path):
+@pytest.mark.parametrize("max_candidate_bytes", [1, 2**30])  # head candidates one relation at a time, or all at once
+def test_link_prediction_matches_pykeen(reference, tmp_path, max_candidate_bytes):
     n = len(reference["scores"])
     with StoreWriter(tmp_path / "s") as w:
         for i in range(n):
@@ -114,7 +115,7 @@ def test_link_prediction_matches_pykeen(reference, tmp_path):
             w.add_relation(f"r{r}", f"r{r}")
         for h, r, t, split in reference["triplets"]:
             w.add_triplet(h, r, t, source="x", split=split)
-    res = link_prediction(TensorScorer(reference["scores"]), KnowledgeStore(tmp_path / "s"), chunk=4)
+    res = link_prediction(TensorScorer(reference["scores"]), KnowledgeStore(tmp_path / "s"), chunk=4, max_candidate_bytes=max_candidate_bytes)
     for ours, theirs in (("overall", "both"), ("tail", "tail"), ("head", "head")):
         assert res[ours]["count"] == (30 if ours == "overall" else 15)
         for name in ("mrr", "hits@1", "hits@3", "hits@10"):

@@ -137,6 +137,16 @@ class TestKnowledgeClipScorer(ScorerCases):
     def make(self, store, tiny_clip):
         return KnowledgeClipScorer(KnowledgeCLIP(TINY, num_relations=3, clip=copy.deepcopy(tiny_clip)), store)
 
+    def test_queries_encode_each_head_once(self, scorer, store, monkeypatch):
+        heads, rels = torch.tensor([4, 0, 3, 0, 4, 2]), torch.tensor([0, 1, 2, 2, 1, 0])
+        one_by_one = torch.cat([scorer.queries(h[None], r[None]) for h, r in zip(heads, rels, strict=True)])
+        encoded, encode = [], scorer.encode
+        monkeypatch.setattr(scorer, "encode", lambda ids: encoded.extend(ids.tolist()) or encode(ids))
+        monkeypatch.setattr(scorer, "chunk", 2)  # several chunks of heads and of pairs
+        together = scorer.queries(heads, rels)
+        assert sorted(encoded) == [0, 2, 3, 4]
+        assert torch.allclose(together, one_by_one, atol=1e-5)
+
     def test_keeps_vectors_not_entity_tokens(self, scorer, store):
         n = store.num_entities
         scorer.candidates(torch.arange(n))
