@@ -25,6 +25,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ _PERIOD_COUNT = 32
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 
 
+@lru_cache(maxsize=1 << 18)  # answers repeat a lot (VQA v2 has ~5M annotator answers, far fewer distinct)
 def process_punctuation(text: str) -> str:
     """The official punctuation rule: a mark next to a space (or any text with a digit-comma-digit)
     is deleted, otherwise replaced by a space; periods not followed by a digit are deleted."""
@@ -87,6 +89,7 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
+@lru_cache(maxsize=1 << 18)
 def normalize_answer(answer: str) -> str:
     """A predicted answer as the official evaluation compares it."""
     answer = answer.replace("\n", " ").replace("\t", " ").strip()

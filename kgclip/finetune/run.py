@@ -53,11 +53,18 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _init_note(task: FinetuneTask) -> str:
+    kind = task.backbone.kind
+    if task.name not in ("vqa", "snli-ve"):
+        return f"{kind}: its towers"
+    return f"{kind}: its trained fusion encoder" if kind == "knowledge-clip" else f"{kind}: a fresh fusion encoder"
+
+
 def report(task: FinetuneTask, init: str, train: TrainResult, ev: Evaluation, skips: Skips) -> str:
     """The run's ``report.md``."""
     c = task.config
     lines = [f"# kgclip finetune {task.name}: {c.name}", "",
-             f"- init: `{init}` ({task.backbone.kind}: {'trained fusion encoder' if task.backbone.kind == 'knowledge-clip' else 'fresh fusion encoder' if task.name in ('vqa', 'snli-ve') else 'towers'})",
+             f"- init: `{init}` ({_init_note(task)}; checkpoint or model `{task.backbone.source}`)",
              f"- training: {train.steps} steps of {c.batch_size} per process, lr {c.optim.new_lr:g} (new modules) / {c.optim.tower_lr:g} (towers), "
              f"{train.examples_per_second:.1f} examples/s, data wait {100 * train.data_wait_share:.1f}%",
              f"- last losses: {', '.join(f'{k} {v:.4f}' for k, v in train.metrics.items()) or '(none: nothing left to train)'}", ""]

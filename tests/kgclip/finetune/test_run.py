@@ -36,7 +36,8 @@ def test_knowledge_clip_init_keeps_its_fusion_encoder_clip_init_gets_a_fresh_one
     head_token = ckpt["model"]["backbone.fusion.head_token"]
     assert torch.all(head_token == 0.5) == fusion
     assert torch.all(ckpt["model"]["backbone.clip.visual.class_embedding"] == 0.25)  # the towers come from the run either way
-    assert f"({kind}:" in (res.run_dir / "report.md").read_text()
+    note = "its trained fusion encoder" if fusion else "a fresh fusion encoder"
+    assert f"({kind}: {note};" in (res.run_dir / "report.md").read_text()
 
 
 def test_resume_continues_exactly(tmp_path, vqa_data):
