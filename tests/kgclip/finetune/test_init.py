@@ -45,3 +45,16 @@ def test_bad_inits_are_one_line_errors(tmp_path):
     torch.save({"model": {}, "config": {"task": "vqa"}}, other)
     with pytest.raises(KgclipError, match="not a Knowledge-CLIP or CLIP training checkpoint"):
         load_backbone(str(other), FUSION)
+
+
+def test_open_clip_checkpoint_file_is_a_clip_init_with_its_weights(tmp_path):
+    from kgclip.model.clip import create_clip
+
+    torch.manual_seed(7)
+    bundle = create_clip("kgclip-tiny")
+    with torch.no_grad():
+        bundle.model.visual.class_embedding.fill_(0.125)
+    torch.save(bundle.model.state_dict(), tmp_path / "tiny.pt")
+    b = load_backbone(f"kgclip-tiny:{tmp_path / 'tiny.pt'}", FUSION)
+    assert b.kind == CLIP and torch.all(b.model.clip.visual.class_embedding == 0.125)
+    assert b.model.config.pretrained == str(tmp_path / "tiny.pt")
