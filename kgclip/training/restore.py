@@ -6,7 +6,7 @@ from dataclasses import replace
 from kgclip.config import from_dict
 from kgclip.errors import KgclipError
 from kgclip.model.knowledge_clip import KnowledgeCLIP
-from kgclip.training.checkpoint import load_checkpoint, resolve_checkpoint
+from kgclip.training.checkpoint import first_line, load_checkpoint, resolve_checkpoint
 from kgclip.training.config import RunConfig, uses_fusion
 
 __all__ = ["load_trained", "uses_fusion"]
@@ -25,5 +25,5 @@ def load_trained(path_or_run: str | os.PathLike) -> tuple[KnowledgeCLIP, RunConf
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise KgclipError(f"{path}: weights do not fit the model of its own config ({str(exc).splitlines()[0]})") from None
+        raise KgclipError(f"{path}: weights do not fit the model of its own config ({first_line(exc)})") from None
     return model.eval(), config, ckpt

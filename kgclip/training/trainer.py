@@ -48,6 +48,7 @@ from kgclip.errors import KgclipError
 from kgclip.training.checkpoint import (
     CKPT_RE,
     checkpoint_step,
+    first_line,
     list_checkpoints,
     load_checkpoint,
     newest_loadable,
@@ -346,7 +347,7 @@ class Trainer:
         try:
             self.core.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise TrainingError(f"{where}: model weights do not fit this model ({str(exc).strip().splitlines()[0]})") from None
+            raise TrainingError(f"{where}: model weights do not fit this model ({first_line(exc)})") from None
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
