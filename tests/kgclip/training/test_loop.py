@@ -65,6 +65,22 @@ def test_trains_a_few_steps_and_leaves_a_record(tmp_path, store):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000002.pt", "step-0000004.pt"]
 
 
+def test_the_store_is_opened_once(tmp_path, store, monkeypatch):
+    from kgclip.store import reader
+
+    opened = []
+    real = reader.KnowledgeStore.__init__
+
+    def counting(self, path):
+        opened.append(path)
+        real(self, path)
+
+    monkeypatch.setattr(reader.KnowledgeStore, "__init__", counting)
+    cfg, _ = _config(tmp_path, store, **{"train.steps": 1})
+    train_loop(cfg, quiet=True)
+    assert len(opened) == 1
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     t0 = time.time()
     while not path.exists():

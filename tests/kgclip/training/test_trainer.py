@@ -220,3 +220,18 @@ def test_existing_run_is_refused_or_moved_aside(tmp_path):
     assert len(aside) == 1 and sorted(p.name for p in aside[0].rglob("*")) == before
     assert res.last_checkpoint.is_file() and [int(r["step"]) for r in _rows(run)] == [1, 2]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000002.pt"]
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32), ("auto", torch.float32)])
+def test_the_loss_runs_under_the_configured_autocast(tmp_path, precision, dtype):
+    seen = []
+
+    class Spy(ToyTask):
+        def loss(self, model, batch):
+            seen.append(model(batch.x).dtype)
+            return super().loss(model, batch)
+
+    t = Trainer(Spy(), _cfg(tmp_path, precision=precision), env=DistEnv(), quiet=True).build()  # auto on CPU: fp32
+    out = t.step(t.loader.batch(0, 0))
+    assert seen == [dtype] and math.isfinite(out["loss"])
+    assert all(p.dtype == torch.float32 for p in t.core.parameters())  # weights stay fp32
