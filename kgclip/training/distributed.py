@@ -104,10 +104,22 @@ class OutputTap:
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.outputs: list = []
-        self._handle = module.register_forward_hook(lambda _m, _i, out: self.outputs.append(out))
+        self.recording = False
+        self._handle = module.register_forward_hook(self._record)
+
+    def _record(self, _module, _inputs, out) -> None:
+        if self.recording:  # forward calls outside a training step (evaluation) are not kept
+            self.outputs.append(out)
+
+    def __enter__(self) -> "OutputTap":
+        self.outputs, self.recording = [], True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.recording = False
 
     def zero_sum(self) -> Tensor:
-        """``0 * sum`` of the recorded outputs that need a gradient; clears the record."""
+        """``0 * sum`` of the outputs recorded (inside ``with tap:``) that need a gradient; clears the record."""
         parts = [t.float().sum() for t in _tensors(self.outputs) if t.requires_grad]
         self.outputs = []
         return 0.0 * torch.stack(parts).sum() if parts else torch.zeros(())

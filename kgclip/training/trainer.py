@@ -297,8 +297,11 @@ class Trainer:
             b = b.to(env.device)
             examples += len(b)
             with autocast(self.config.train.precision, env.device):
-                total, parts = self.task.loss(self.model, b)
-                if self._tap is not None:
+                if self._tap is None:
+                    total, parts = self.task.loss(self.model, b)
+                else:
+                    with self._tap:
+                        total, parts = self.task.loss(self.model, b)
                     total = total + self._tap.zero_sum()
             names = ["loss", *parts]
             values = torch.stack([total.detach().float(), *(v.detach().float().reshape(()) for v in parts.values())]).tolist()

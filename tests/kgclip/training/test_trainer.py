@@ -235,3 +235,19 @@ def test_the_loss_runs_under_the_configured_autocast(tmp_path, precision, dtype)
     out = t.step(t.loader.batch(0, 0))
     assert seen == [dtype] and math.isfinite(out["loss"])
     assert all(p.dtype == torch.float32 for p in t.core.parameters())  # weights stay fp32
+
+
+def test_output_tap_joins_every_recorded_output_with_zero_weight():
+    from kgclip.training.distributed import OutputTap
+
+    lin = nn.Linear(2, 2)
+    tap = OutputTap(lin)
+    lin(torch.ones(1, 2))  # outside a step: not kept
+    with tap:
+        out = lin(torch.ones(1, 2))
+    assert len(tap.outputs) == 1 and tap.outputs[0] is out
+    z = tap.zero_sum()
+    assert z.item() == 0.0 and tap.outputs == []
+    z.backward()
+    assert torch.equal(lin.weight.grad, torch.zeros(2, 2))  # every parameter gets a (zero) gradient
+    tap.close()
