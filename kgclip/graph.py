@@ -16,9 +16,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from kgclip.store.reader import KnowledgeStore
-from kgclip.typing import EDGE_TYPES, MODALITIES, NodeType
-
-MODALITY_CODE = {m: i for i, m in enumerate(MODALITIES)}
+from kgclip.typing import EDGE_TYPES, IMAGE, MODALITIES, MODALITY_CODE, TEXT, NodeType
 
 
 def _writable(col: pa.ChunkedArray) -> np.ndarray:
@@ -28,6 +26,16 @@ def _writable(col: pa.ChunkedArray) -> np.ndarray:
     return arr if arr.flags.writeable else arr.copy()
 
 
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A string column as (int64 code of each row, -1 where null; the distinct values, by code)."""
+    enc = pc.dictionary_encode(col)
+    if enc.num_chunks == 0:
+        return np.empty(0, dtype=np.int64), ()
+    indices = pa.chunked_array([ch.indices for ch in enc.chunks], type=enc.type.index_type)
+    codes = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
+    return codes, tuple(enc.chunk(0).dictionary.to_pylist())
+
+
 @dataclass
 class KnowledgeGraph:
     """Triplets of one or more splits with the entity and relation tables they refer to.
@@ -35,8 +43,12 @@ class KnowledgeGraph:
     Attributes:
         store: the store it was read from.
         head, relation, tail: int64 arrays of global ids, one entry per triplet.
-        modality: int8 array, the modality code of each global entity (index into MODALITIES).
+        modality: int8 array, the modality code of each global entity (kgclip.typing.IMAGE / TEXT).
         local: int64 array, each global entity's index within its node type.
+        concept: int64 array, each entity's concept code (views of one concept share it; -1 for an
+            entity that is no view), or None when no entity has a concept.
+        source: int64 array, each triplet's source as an index into ``sources`` (None if unknown).
+        sources: the distinct ``source`` values of the triplets.
     """
 
     store: KnowledgeStore
@@ -45,20 +57,28 @@ class KnowledgeGraph:
     tail: np.ndarray
     modality: np.ndarray
     local: np.ndarray
+    concept: np.ndarray | None = None
+    source: np.ndarray | None = None
+    sources: tuple[str, ...] = ()
 
     @classmethod
     def from_store(cls, store: KnowledgeStore, splits: tuple[str, ...] | None = ("train",)) -> "KnowledgeGraph":
         """Build from a store, keeping the triplets of ``splits`` (all when None)."""
-        cols = ["head_id", "relation_id", "tail_id"] + (["split"] if splits is not None else [])
+        cols = ["head_id", "relation_id", "tail_id", "source"] + (["split"] if splits is not None else [])
         t = store.triplet_table(cols)
         if splits is not None:
             t = t.filter(pc.is_in(t["split"], value_set=pa.array(list(splits))))
-        is_text = pc.equal(store.entity_table(["modality"])["modality"], "text")
-        modality = is_text.to_numpy(zero_copy_only=False).astype(np.int8)  # image -> 0, text -> 1
+        ent = store.entity_table(["modality", "concept"])
+        is_text = pc.equal(ent["modality"], MODALITIES[TEXT])
+        modality = np.where(is_text.to_numpy(zero_copy_only=False), TEXT, IMAGE).astype(np.int8)
         local = np.empty(len(modality), dtype=np.int64)
-        for code in range(len(MODALITIES)):
+        for code in MODALITY_CODE.values():
             sel = modality == code
             local[sel] = np.arange(int(sel.sum()))
+        concept = None
+        if ent["concept"].null_count < len(ent):
+            concept, _ = _codes(ent["concept"])
+        source, sources = _codes(t["source"])
         return cls(
             store=store,
             head=_writable(t["head_id"]),
@@ -66,6 +86,9 @@ class KnowledgeGraph:
             tail=_writable(t["tail_id"]),
             modality=modality,
             local=local,
+            concept=concept,
+            source=source,
+            sources=sources,
         )
 
     @property
@@ -92,7 +115,7 @@ class KnowledgeGraph:
             gid = self.global_ids[m]
             data[m].num_nodes = len(gid)
             data[m].global_id = torch.from_numpy(gid)
-        code = self.modality[self.head] * np.int8(2) + self.modality[self.tail]
+        code = self.modality[self.head] * np.int8(len(MODALITIES)) + self.modality[self.tail]  # index into EDGE_TYPES
         order = np.argsort(code, kind="stable")  # int8 keys: numpy sorts them by radix, in one pass
         bounds = np.searchsorted(code[order], np.arange(len(EDGE_TYPES) + 1))
         buf = np.empty(2 * len(order), dtype=np.int64)  # type i's (2, m) edge_index lives at buf[2 lo : 2 hi]

@@ -21,6 +21,7 @@ from kgclip.errors import ConfigError
 from kgclip.sampling.image_cache import ImageCache, open_image_cache
 from kgclip.sampling.images import entity_images, load_crop, normalize_pixels, split_transform
 from kgclip.store.reader import KnowledgeStore
+from kgclip.typing import IMAGE, MODALITIES, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class EntityContent:
         e = store.entities
         self.keys = e["key"].to_numpy(dtype=object)
         self.texts = e["text"].to_numpy(dtype=object)
-        self.modality = (e["modality"].to_numpy(dtype=object) == "text").astype(np.int64)
+        self.modality = np.where(e["modality"].to_numpy(dtype=object) == MODALITIES[TEXT], TEXT, IMAGE)
         self.paths, self.bbox = entity_images(store)
         self.image_transform = image_transform
         self.tokenizer = tokenizer
@@ -155,7 +156,7 @@ class EntityContent:
     def load(self, entities: Tensor) -> tuple[EntityInputs, Tensor]:
         """Inputs for the given global ids, and a mask of the positions that failed to load."""
         ids = entities.tolist()
-        is_text = self.modality[ids] == 1 if len(ids) else np.zeros(0, dtype=bool)
+        is_text = self.modality[ids] == TEXT if len(ids) else np.zeros(0, dtype=bool)
         txt_pos = np.flatnonzero(is_text)
         img_pos = np.flatnonzero(~is_text)
         bad = torch.zeros(len(ids), dtype=torch.bool)

@@ -10,7 +10,8 @@ from torch import Tensor
 
 _SMALL_FACTOR = 4
 """Nodes with at most fanout * _SMALL_FACTOR in-edges are sampled by random keys over all their
-edges; larger ones by draws with replacement whose duplicates are redrawn."""
+edges (all of them kept when there are at most fanout); larger ones by draws with replacement whose
+duplicates are redrawn."""
 
 
 @dataclass
@@ -57,39 +58,35 @@ class CSR:
 
         Returns:
             (seed_pos, pos): for each sampled edge, the index of its seed in ``seeds`` and its
-            position in this CSR (``src[pos]`` is the neighbour, ``eid[pos]`` the edge).
+            position in this CSR (``src[pos]`` is the neighbour, ``eid[pos]`` the edge). Edges of
+            one seed are not necessarily adjacent.
         """
         seeds = seeds.long()
         start = self.indptr[seeds]
         deg = self.indptr[seeds + 1] - start
         if fanout < 0:
             fanout = int(deg.max()) if deg.numel() else 0
-        all_mask = deg <= fanout
         parts_seed: list[Tensor] = []
         parts_pos: list[Tensor] = []
 
-        # 1. Seeds with at most `fanout` edges: take every edge.
-        sel = all_mask.nonzero().flatten()
+        # 1. Degree up to fanout * _SMALL_FACTOR: a random key per edge, the `fanout` smallest per seed
+        #    (every edge of a seed with at most `fanout`).
+        small = deg <= fanout * _SMALL_FACTOR
+        sel = small.nonzero().flatten()
         if sel.numel():
             s, p = _expand(sel, start[sel], deg[sel])
+            if bool((deg[sel] > fanout).any()):
+                key = torch.rand(p.numel(), generator=generator, dtype=torch.float64) + s.double()
+                order = torch.argsort(key)  # s is sorted: the keys stay grouped by seed
+                s, p = s[order], p[order]
+                rank = torch.arange(s.numel()) - torch.searchsorted(s, s)
+                keep = rank < fanout
+                s, p = s[keep], p[keep]
             parts_seed.append(s)
             parts_pos.append(p)
 
-        # 2. Moderate degree: a random key per edge, keep the `fanout` smallest per seed.
-        mid = (~all_mask & (deg <= fanout * _SMALL_FACTOR)).nonzero().flatten()
-        if mid.numel():
-            s, p = _expand(mid, start[mid], deg[mid])
-            key = torch.rand(p.numel(), generator=generator, dtype=torch.float64) + s.double()
-            order = torch.argsort(key)
-            s, p = s[order], p[order]
-            seg_start = torch.searchsorted(s, s, right=False)
-            rank = torch.arange(s.numel()) - seg_start
-            keep = rank < fanout
-            parts_seed.append(s[keep])
-            parts_pos.append(p[keep])
-
-        # 3. High degree: draws with replacement, duplicates redrawn until none remain.
-        big = (deg > fanout * _SMALL_FACTOR).nonzero().flatten()
+        # 2. High degree: draws with replacement, duplicates redrawn until none remain.
+        big = (~small).nonzero().flatten()
         if big.numel():
             d = deg[big].repeat_interleave(fanout)
             s = big.repeat_interleave(fanout)
@@ -110,15 +107,14 @@ class CSR:
         if not parts_seed:
             empty = torch.empty(0, dtype=torch.long)
             return empty, empty
-        seed_pos = torch.cat(parts_seed)
-        pos = torch.cat(parts_pos)
-        order = torch.argsort(seed_pos, stable=True)
-        return seed_pos[order], pos[order]
+        if len(parts_seed) == 1:
+            return parts_seed[0], parts_pos[0]
+        return torch.cat(parts_seed), torch.cat(parts_pos)
 
 
 def _expand(seed_idx: Tensor, start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
     """For each seed i, the positions start[i] .. start[i] + count[i] - 1, with the seed index."""
     s = seed_idx.repeat_interleave(count)
-    first = torch.cumsum(count, 0) - count
-    within = torch.arange(int(count.sum())) - first.repeat_interleave(count)
-    return s, start.repeat_interleave(count) + within
+    idx = torch.arange(s.numel())
+    shift = start - (torch.cumsum(count, 0) - count)  # position = start + (index - first index of the seed)
+    return s, idx + shift.repeat_interleave(count)

@@ -1,13 +1,22 @@
-"""A heterogeneous neighbour sampler in pure torch that plugs into PyG's loaders.
+"""The neighbour sampler: a heterogeneous sampler in pure torch that plugs into PyG's loaders.
 
 pyg-lib is not on the package index and torch-sparse only builds from source, so PyG's own
 ``NeighborSampler`` cannot sample here; :class:`HeteroNeighborSampler` implements PyG's
 ``BaseSampler`` interface with the vectorised :class:`~kgclip.sampling.csr.CSR` and is accepted by
 ``torch_geometric.loader.NodeLoader`` and ``LinkLoader``. :func:`make_sampler` returns PyG's own
 sampler instead when pyg-lib is importable.
+
+Both follow PyG's meaning of ``num_neighbors``: per hop, up to that many in-edges of every frontier
+node *per edge type*; hop ``l + 1`` expands only the nodes first reached at hop ``l``.
+
+Training reads samples through :func:`sample_edges`, which takes seeds of several node types and a
+per-call ``torch.Generator`` (a batch is a pure function of its generator) and returns the sampled
+edges as flat tensors (:class:`SampledEdges`) in one node and edge numbering over all types
+(:class:`JointLayout`).
 """
 
 import importlib.util
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,109 +26,211 @@ from torch_geometric.sampler import BaseSampler, EdgeSamplerInput, HeteroSampler
 from kgclip.sampling.csr import CSR
 from kgclip.typing import EdgeType, NodeType
 
+_EMPTY = torch.empty(0, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    """One numbering of the nodes (and of the edges) of every type of a ``HeteroData``.
+
+    Node ``v`` of type ``node_types[i]`` is joint node ``node_offset[i] + v``; edge ``e`` of type
+    ``edge_types[j]`` is joint edge ``edge_offset[j] + e``.
+
+    Attributes:
+        node_types, edge_types: the graph's types, in the graph's order.
+        node_offset: [T + 1] first joint id of each node type (last entry: the number of nodes).
+        edge_offset: [E_T + 1] first joint id of each edge type (last entry: the number of edges).
+    """
+
+    node_types: tuple[NodeType, ...]
+    edge_types: tuple[EdgeType, ...]
+    node_offset: Tensor
+    edge_offset: Tensor
+
+    @classmethod
+    def of(cls, data: HeteroData) -> "JointLayout":
+        nts, ets = tuple(data.node_types), tuple(data.edge_types)
+        nsize = torch.tensor([0] + [int(data[nt].num_nodes) for nt in nts])
+        esize = torch.tensor([0] + [int(data[et].edge_index.shape[1]) for et in ets])
+        return cls(nts, ets, torch.cumsum(nsize, 0), torch.cumsum(esize, 0))
+
+    def node_type_index(self, nt: NodeType) -> int:
+        return self.node_types.index(nt)
+
+    def joint(self, nt: NodeType, local: Tensor) -> Tensor:
+        """Joint ids of local node ids of type ``nt``."""
+        return local.long() + self.node_offset[self.node_type_index(nt)]
+
+
+@dataclass
+class SampledEdges:
+    """Sampled in-edges, flat, in the joint numbering of a :class:`JointLayout`.
+
+    Attributes:
+        src, dst: [E] joint node ids; ``dst`` is the node whose in-edge was sampled.
+        edge: [E] joint edge ids (position in the layout's concatenation of edge types).
+        edge_type: [E] index of each edge's type in ``layout.edge_types``.
+        hop: [E] the hop (1-based) at which each edge was sampled.
+    """
+
+    src: Tensor
+    dst: Tensor
+    edge: Tensor
+    edge_type: Tensor
+    hop: Tensor
+
 
 class HeteroNeighborSampler(BaseSampler):
     """Uniform in-edge sampling per hop and edge type, without replacement.
 
+    All edge types live in one :class:`CSR` whose rows are (destination node, edge type) slots,
+    so a hop over every edge type is one vectorised call.
+
     Args:
         data: the graph; each edge type needs ``edge_index`` (local indices).
-        num_neighbors: fan-out per hop (the same for every edge type), e.g. ``[10, 5]``.
-        seed: seed of the sampler's generator (determinism: the same seed and the same calls give
-            the same subgraphs).
+        num_neighbors: fan-out per hop and edge type, e.g. ``[10, 5]`` (a negative value takes all).
+        seed: seed of the generator used when a call passes none (PyG's loaders).
     """
 
     def __init__(self, data: HeteroData, num_neighbors: list[int], seed: int = 0) -> None:
         self.num_neighbors = list(num_neighbors)
-        self.num_nodes: dict[NodeType, int] = {nt: int(data[nt].num_nodes) for nt in data.node_types}
-        self.csr: dict[EdgeType, CSR] = {}
-        for et in data.edge_types:
+        self.layout = JointLayout.of(data)
+        lay = self.layout
+        self.num_nodes: dict[NodeType, int] = {nt: int(data[nt].num_nodes) for nt in lay.node_types}
+        # slot of (joint node v, j) = v * K + j, j the rank of the edge type among the types into v's type
+        into = {nt: [i for i, et in enumerate(lay.edge_types) if et[2] == nt] for nt in lay.node_types}
+        self._k = max([len(v) for v in into.values()] + [1])
+        self._slot_type = torch.full((len(lay.node_types), self._k), -1, dtype=torch.long)
+        for t, nt in enumerate(lay.node_types):
+            self._slot_type[t, : len(into[nt])] = torch.tensor(into[nt], dtype=torch.long)
+        srcs, slots = [], []
+        for i, et in enumerate(lay.edge_types):
             ei = data[et].edge_index
-            self.csr[et] = CSR.from_edges(ei[0], ei[1], self.num_nodes[et[2]])
+            s_t, d_t = lay.node_type_index(et[0]), lay.node_type_index(et[2])
+            srcs.append(ei[0].long() + lay.node_offset[s_t])
+            slots.append((ei[1].long() + lay.node_offset[d_t]) * self._k + into[et[2]].index(i))
+        num_slots = int(lay.node_offset[-1]) * self._k
+        self.csr = CSR.from_edges(torch.cat(srcs) if srcs else _EMPTY, torch.cat(slots) if slots else _EMPTY, num_slots)
         self.generator = torch.Generator().manual_seed(seed)
-        self._map = {nt: torch.full((n,), -1, dtype=torch.long) for nt, n in self.num_nodes.items()}
 
     def nbytes(self) -> int:
-        """Memory of the CSR structures."""
-        return sum(c.nbytes() for c in self.csr.values())
+        """Memory of the CSR structure."""
+        return self.csr.nbytes()
 
     # -- the sampling core --------------------------------------------------------------------
-    def _add_nodes(self, nodes: dict[NodeType, list[Tensor]], nt: NodeType, new: Tensor) -> Tensor:
-        """Give local indices to nodes of type ``nt`` not seen yet; return the local index of each."""
-        m = self._map[nt]
-        uniq = torch.unique(new)
-        fresh = uniq[m[uniq] < 0]
-        count = sum(int(t.numel()) for t in nodes[nt])
-        m[fresh] = torch.arange(count, count + fresh.numel())
-        nodes[nt].append(fresh)
-        return m[new]
+    def sample_edges(self, seeds: dict[NodeType, Tensor] | Tensor, generator: torch.Generator | None = None) -> SampledEdges:
+        """Sample the in-edge neighbourhood of seed nodes of any types.
 
-    def _sample(self, seeds: dict[NodeType, Tensor]) -> tuple[dict, dict, dict, dict, dict, dict[NodeType, Tensor]]:
-        nodes: dict[NodeType, list[Tensor]] = {nt: [] for nt in self.num_nodes}
-        rows: dict[EdgeType, list[Tensor]] = {et: [] for et in self.csr}
-        cols: dict[EdgeType, list[Tensor]] = {et: [] for et in self.csr}
-        edges: dict[EdgeType, list[Tensor]] = {et: [] for et in self.csr}
-        n_nodes: dict[NodeType, list[int]] = {nt: [] for nt in self.num_nodes}
-        n_edges: dict[EdgeType, list[int]] = {et: [] for et in self.csr}
-        seed_local = {nt: self._add_nodes(nodes, nt, s) for nt, s in seeds.items()}
-        for nt in self.num_nodes:
-            n_nodes[nt].append(sum(int(t.numel()) for t in nodes[nt]))
-        frontier = {nt: torch.cat(nodes[nt]) if nodes[nt] else torch.empty(0, dtype=torch.long) for nt in self.num_nodes}
-        try:
-            for fanout in self.num_neighbors:
-                before = {nt: sum(int(t.numel()) for t in nodes[nt]) for nt in self.num_nodes}
-                for et, csr in self.csr.items():
-                    src_t, _, dst_t = et
-                    dst_nodes = frontier[dst_t]
-                    if dst_nodes.numel() == 0:
-                        n_edges[et].append(0)
-                        continue
-                    seed_pos, pos = csr.sample(dst_nodes, fanout, self.generator)
-                    rows[et].append(self._add_nodes(nodes, src_t, csr.src[pos]))
-                    cols[et].append(self._map[dst_t][dst_nodes[seed_pos]])
-                    edges[et].append(csr.eid[pos])
-                    n_edges[et].append(int(pos.numel()))
-                frontier = {}
-                for nt in self.num_nodes:
-                    all_nt = torch.cat(nodes[nt]) if nodes[nt] else torch.empty(0, dtype=torch.long)
-                    frontier[nt] = all_nt[before[nt]:]
-                    n_nodes[nt].append(int(frontier[nt].numel()))
-            node = {nt: torch.cat(v) if v else torch.empty(0, dtype=torch.long) for nt, v in nodes.items()}
-        finally:
-            for nt, v in nodes.items():  # reset only the touched entries of the reusable maps
-                for t in v:
-                    self._map[nt][t] = -1
-        cat = lambda d: {k: torch.cat(v) if v else torch.empty(0, dtype=torch.long) for k, v in d.items()}  # noqa: E731
-        return node, cat(rows), cat(cols), cat(edges), {"nodes": n_nodes, "edges": n_edges}, seed_local
+        Args:
+            seeds: node type -> local ids of the seed nodes, or the seeds' joint ids
+                (``self.layout``).
+            generator: the random generator of this call (the sampler's own when None).
+
+        Returns:
+            The sampled edges, hop by hop.
+        """
+        g = self.generator if generator is None else generator
+        lay = self.layout
+        if isinstance(seeds, dict):
+            seeds = torch.cat([_EMPTY] + [lay.joint(nt, s) for nt, s in seeds.items()])
+        frontier = seeds.long().unique()
+        seen = frontier
+        parts: list[tuple[Tensor, ...]] = []
+        for hop, fanout in enumerate(self.num_neighbors, start=1):
+            if frontier.numel() == 0:
+                break
+            ntype = torch.bucketize(frontier, lay.node_offset[1:], right=True)
+            slots = (frontier * self._k).unsqueeze(1) + torch.arange(self._k)
+            seed_pos, pos = self.csr.sample(slots.flatten(), fanout, g)
+            src = self.csr.src[pos]
+            parts.append((src, frontier[seed_pos // self._k], self.csr.eid[pos], self._slot_type[ntype].flatten()[seed_pos], hop))
+            if hop < len(self.num_neighbors):  # the nodes reached first at this hop are the next frontier
+                new = src.unique()
+                frontier = new[~torch.isin(new, seen)]
+                seen = torch.cat([seen, frontier])
+        if not parts:
+            return SampledEdges(_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY)
+        return SampledEdges(
+            src=torch.cat([p[0] for p in parts]),
+            dst=torch.cat([p[1] for p in parts]),
+            edge=torch.cat([p[2] for p in parts]),
+            edge_type=torch.cat([p[3] for p in parts]),
+            hop=torch.cat([torch.full_like(p[0], p[4]) for p in parts]),
+        )
+
+    def _output(self, seeds: dict[NodeType, Tensor], generator: torch.Generator | None = None) -> tuple[HeteroSamplerOutput, dict[NodeType, Tensor]]:
+        """PyG's output for ``seeds``, and the position of each seed in its type's ``node``."""
+        lay = self.layout
+        s = self.sample_edges(seeds, generator)
+        num_hops = len(self.num_neighbors)
+        node: dict[NodeType, Tensor] = {}
+        n_nodes: dict[NodeType, list[int]] = {}
+        seed_local: dict[NodeType, Tensor] = {}
+        # each type's nodes: its seeds in the given order (first occurrences), then the nodes each hop reached first
+        reached = [s.src[s.hop == h] for h in range(1, num_hops + 1)]
+        seen_joint = torch.cat([_EMPTY] + [lay.joint(nt, x) for nt, x in seeds.items()]).unique()
+        firsts = []
+        for r in reached:
+            new = r.unique()
+            new = new[~torch.isin(new, seen_joint)]
+            seen_joint = torch.cat([seen_joint, new])
+            firsts.append(new)
+        for t, nt in enumerate(lay.node_types):
+            lo, hi = lay.node_offset[t], lay.node_offset[t + 1]
+            given = seeds.get(nt, _EMPTY).long()
+            uniq, inv = torch.unique(given, return_inverse=True)
+            first_at = torch.full((uniq.numel(),), given.numel(), dtype=torch.long).scatter_reduce(0, inv, torch.arange(given.numel()), "amin")
+            ordered = uniq[torch.argsort(first_at)]
+            seed_local[nt] = torch.argsort(torch.argsort(first_at))[inv]
+            per_hop = [ordered] + [f[(f >= lo) & (f < hi)] - lo for f in firsts]
+            node[nt] = torch.cat(per_hop)
+            n_nodes[nt] = [int(x.numel()) for x in per_hop]
+        lookup = {nt: _position_lookup(node[nt]) for nt in lay.node_types}
+        row: dict[EdgeType, Tensor] = {}
+        col: dict[EdgeType, Tensor] = {}
+        edge: dict[EdgeType, Tensor] = {}
+        n_edges: dict[EdgeType, list[int]] = {}
+        order = torch.argsort(s.edge_type * (num_hops + 1) + s.hop, stable=True)  # by type, hop-major within a type
+        et_sorted = s.edge_type[order]
+        bounds = torch.searchsorted(et_sorted, torch.arange(len(lay.edge_types) + 1)).tolist()
+        for i, et in enumerate(lay.edge_types):
+            sel = order[bounds[i] : bounds[i + 1]]
+            s_t, d_t = lay.node_type_index(et[0]), lay.node_type_index(et[2])
+            row[et] = lookup[et[0]](s.src[sel] - lay.node_offset[s_t])
+            col[et] = lookup[et[2]](s.dst[sel] - lay.node_offset[d_t])
+            edge[et] = s.edge[sel] - lay.edge_offset[i]
+            n_edges[et] = torch.bincount(s.hop[sel] - 1, minlength=num_hops).tolist() if num_hops else []
+        return HeteroSamplerOutput(node=node, row=row, col=col, edge=edge, batch=None,
+                                   num_sampled_nodes=n_nodes, num_sampled_edges=n_edges), seed_local
 
     # -- PyG's interface ----------------------------------------------------------------------
     def sample_from_nodes(self, index: NodeSamplerInput, **kwargs) -> HeteroSamplerOutput:
         if index.input_type is None:
             raise ValueError("HeteroNeighborSampler needs the seed node type (input_nodes=(type, ids))")
-        node, row, col, edge, counts, _ = self._sample({index.input_type: index.node})
-        return HeteroSamplerOutput(
-            node=node, row=row, col=col, edge=edge, batch=None,
-            num_sampled_nodes=counts["nodes"], num_sampled_edges=counts["edges"],
-            metadata=(index.input_id, index.time),
-        )
+        out, _ = self._output({index.input_type: index.node})
+        out.metadata = (index.input_id, index.time)
+        return out
 
     def sample_from_edges(self, index: EdgeSamplerInput, neg_sampling=None) -> HeteroSamplerOutput:
         if neg_sampling is not None:
             raise ValueError("HeteroNeighborSampler does not do PyG's negative sampling; use TripletLoader(negatives=...)")
         src_t, _, dst_t = index.input_type
-        seeds = {src_t: index.row} if src_t == dst_t else {src_t: index.row, dst_t: index.col}
+        n = index.row.numel()
         if src_t == dst_t:
-            seeds = {src_t: torch.cat([index.row, index.col])}
-        node, row, col, edge, counts, seed_local = self._sample(seeds)
-        if src_t == dst_t:
-            n = index.row.numel()
+            out, seed_local = self._output({src_t: torch.cat([index.row, index.col])})
             label_index = torch.stack([seed_local[src_t][:n], seed_local[src_t][n:]])
         else:
+            out, seed_local = self._output({src_t: index.row, dst_t: index.col})
             label_index = torch.stack([seed_local[src_t], seed_local[dst_t]])
-        return HeteroSamplerOutput(
-            node=node, row=row, col=col, edge=edge, batch=None,
-            num_sampled_nodes=counts["nodes"], num_sampled_edges=counts["edges"],
-            metadata=(index.input_id, label_index, index.label, index.time),
-        )
+        out.metadata = (index.input_id, label_index, index.label, index.time)
+        return out
+
+
+def _position_lookup(nodes: Tensor):
+    """A function: node ids -> their positions in ``nodes`` (each present once)."""
+    order = torch.argsort(nodes)
+    sorted_nodes = nodes[order]
+    return lambda x: order[torch.searchsorted(sorted_nodes, x)]
 
 
 def pyg_lib_available() -> bool:
@@ -133,3 +244,51 @@ def make_sampler(data: HeteroData, num_neighbors: list[int], seed: int = 0) -> B
 
         return NeighborSampler(data, num_neighbors=num_neighbors)
     return HeteroNeighborSampler(data, num_neighbors, seed=seed)
+
+
+def sample_edges(sampler: BaseSampler, layout: JointLayout, seeds: Tensor, generator: torch.Generator) -> SampledEdges:
+    """The in-edge neighbourhood of ``seeds`` from either sampler that :func:`make_sampler` returns.
+
+    Args:
+        sampler: a :class:`HeteroNeighborSampler`, or PyG's ``NeighborSampler`` built on the graph
+            that ``layout`` describes.
+        layout: the joint numbering of that graph.
+        seeds: joint ids of the seed nodes (distinct).
+        generator: this call's random generator. PyG's sampler draws from torch's global generator:
+            that is seeded from ``generator`` for the call and restored afterwards.
+    """
+    if isinstance(sampler, HeteroNeighborSampler):
+        return sampler.sample_edges(seeds, generator)
+    ntype = torch.bucketize(seeds, layout.node_offset[1:], right=True)
+    local = {nt: seeds[ntype == t] - layout.node_offset[t] for t, nt in enumerate(layout.node_types)}
+    call_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(call_seed)
+        # PyG's entry for seeds of several types (its node_sample / edge_sample call it)
+        out = sampler._sample({nt: x for nt, x in local.items() if x.numel()})
+    if out.num_sampled_edges is None:
+        raise RuntimeError("PyG's NeighborSampler did not report edges per hop (pyg-lib older than 0.2?)")
+    return flatten_output(out, layout, getattr(sampler, "edge_permutation", None))
+
+
+def flatten_output(out: HeteroSamplerOutput, layout: JointLayout, edge_permutation: dict | None = None) -> SampledEdges:
+    """PyG's sampler output as :class:`SampledEdges` (``edge_permutation`` maps PyG's edge ids back
+    to the graph's, as PyG's loaders do)."""
+    parts = []
+    for i, et in enumerate(layout.edge_types):
+        e = out.edge.get(et) if out.edge is not None else None
+        if e is None or e.numel() == 0:
+            continue
+        perm = edge_permutation.get(et) if isinstance(edge_permutation, dict) else None
+        if perm is not None:
+            e = perm[e]
+        s_t, d_t = layout.node_type_index(et[0]), layout.node_type_index(et[2])
+        counts = torch.tensor(out.num_sampled_edges[et], dtype=torch.long)
+        hop = torch.repeat_interleave(torch.arange(1, counts.numel() + 1), counts)
+        parts.append((out.node[et[0]][out.row[et]] + layout.node_offset[s_t], out.node[et[2]][out.col[et]] + layout.node_offset[d_t],
+                      e.long() + layout.edge_offset[i], torch.full_like(hop, i), hop))
+    if not parts:
+        return SampledEdges(_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY)
+    cat = [torch.cat([p[k] for p in parts]) for k in range(5)]
+    order = torch.argsort(cat[4], stable=True)
+    return SampledEdges(*(c[order] for c in cat))

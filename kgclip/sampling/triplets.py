@@ -1,10 +1,15 @@
 """Triplet minibatches over all modality pairs at once, with G2E in-edges, sharding and resume.
 
-A batch is a pure function of (seed, epoch, batch index, rank): the loader's state is three
-numbers, workers compute batches independently, and a restored loader yields exactly the
-remaining batches of its epoch.
+A batch is a pure function of (seed, epoch, batch index, rank): the loader's state is its position
+(epoch, batch) and the settings that fix the order (seed, ranks, source weights, views; see
+:meth:`TripletLoader.state_dict`), workers compute batches independently, and a restored loader
+yields exactly the remaining batches of its epoch.
+
+The G2E neighbourhoods come from the graph's ``HeteroData`` through the one neighbour sampler of
+:mod:`kgclip.sampling.neighbor` (PyG's ``NeighborSampler`` where pyg-lib is installed).
 """
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -16,7 +21,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from kgclip.errors import ConfigError
 from kgclip.graph import KnowledgeGraph
-from kgclip.sampling.csr import CSR
+from kgclip.sampling.neighbor import JointLayout, make_sampler, sample_edges
+from kgclip.sampling.views import ViewIndex
+from kgclip.typing import MODALITY_CODE
+
+VIEW_MODES = ("random", "fixed")
+_EMPTY = torch.empty(0, dtype=torch.long)
 
 
 @dataclass
@@ -25,14 +35,16 @@ class TripletBatch:
 
     Attributes:
         triplet: [B] index of each triplet in the graph's triplet arrays.
-        head, relation, tail: [B] global entity / relation ids.
+        head, relation, tail: [B] global entity / relation ids (with views drawn at random, the
+            drawn views: the graph's head / tail of ``triplet`` or another view of its concept).
         entities: [N] unique global entity ids touched (heads, tails, G2E neighbours, negatives);
             each is encoded once per step.
-        modality: [N] modality code of each entity (0 image, 1 text).
+        modality: [N] modality code of each entity (``kgclip.typing.IMAGE`` / ``TEXT``).
         head_index, tail_index: [B] position of each triplet's head / tail in ``entities``.
         g2e_edge_index: [2, E] sampled in-edges (h, t) as positions in ``entities``; row 0 the
             neighbour h, row 1 the tail t. Hop 1 edges end at batch tails, hop 2 at hop-1
-            neighbours, and so on. The batch's own triplets never appear here.
+            neighbours, and so on. The batch's own triplets (and copies of them) never appear
+            here, nor edges into nodes that only those triplets reached.
         g2e_relation: [E] relation id of each sampled edge.
         g2e_hop: [E] the hop (1-based) at which each edge was sampled.
         neg_head, neg_relation, neg_tail: [B, K] corrupted negatives (positions in ``entities``
@@ -87,17 +99,24 @@ class TripletBatch:
 
 
 class TripletSampler:
-    """Builds the batch of given triplet indices: entities, G2E in-edges, negatives.
+    """Builds the batch of given triplet indices: entities, G2E in-edges, views, negatives.
 
     Args:
         graph: the training graph (message passing uses its triplets only).
-        fanouts: in-edges sampled per node and hop for G2E, e.g. ``[4]`` or ``[10, 5]``;
-            empty for none.
+        fanouts: in-edges sampled per node, hop and edge type for G2E (PyG's ``num_neighbors``),
+            e.g. ``[4]`` or ``[10, 5]``; empty for none.
         negatives: corrupted negatives per triplet (0: none).
         known: extra (h, r, t) triplets that count as true when filtering negatives (valid/test).
+        views: ``"random"``: an entity that is a view of a concept is replaced, in each batch, by a
+            view of that concept drawn uniformly (one draw per concept and batch, for heads, tails
+            and G2E neighbours alike); ``"fixed"``: the stored entity. Stores without concepts
+            give the same batches either way.
     """
 
-    def __init__(self, graph: KnowledgeGraph, fanouts: list[int], negatives: int = 0, known: np.ndarray | None = None) -> None:
+    def __init__(self, graph: KnowledgeGraph, fanouts: list[int], negatives: int = 0, known: np.ndarray | None = None,
+                 views: str = "random") -> None:
+        if views not in VIEW_MODES:
+            raise ConfigError(f"views must be one of {', '.join(VIEW_MODES)}, got {views!r}")
         self.num_entities = graph.num_entities
         self.num_relations = int(graph.relation.max()) + 1 if graph.num_triplets else 0
         self.head = torch.from_numpy(graph.head)
@@ -106,67 +125,91 @@ class TripletSampler:
         self.modality = torch.from_numpy(graph.modality.astype(np.int64))
         self.fanouts = list(fanouts)
         self.negatives = int(negatives)
-        self.csr = CSR.from_edges(self.head, self.tail, self.num_entities) if self.fanouts else None
+        self.views: ViewIndex | None = None
+        if views == "random" and graph.concept is not None:
+            index = ViewIndex(graph.concept)
+            self.views = index if index.has_choice else None
+        self.neighbors = None
+        if self.fanouts:
+            data = graph.to_hetero_data()
+            self.layout = JointLayout.of(data)
+            self.neighbors = make_sampler(data, self.fanouts)
+            # joint node id (the sampler's numbering) <-> global entity id; relation of each joint edge
+            self.joint_to_global = torch.cat([data[nt].global_id for nt in self.layout.node_types])
+            self.global_to_joint = torch.empty_like(self.joint_to_global)
+            self.global_to_joint[self.joint_to_global] = torch.arange(self.joint_to_global.numel())
+            self.edge_relation = torch.cat([data[et].relation for et in self.layout.edge_types])
         if self.negatives:
             self.num_relations = max(self.num_relations, graph.store.num_relations)
-            keys = self._keys(self.head, self.relation, self.tail)
+            h, t = self._canonical(self.head), self._canonical(self.tail)
+            keys = self._keys(h, self.relation, t)
             if known is not None and len(known):
                 k = torch.as_tensor(known, dtype=torch.long)
-                keys = torch.cat([keys, self._keys(k[:, 0], k[:, 1], k[:, 2])])
+                keys = torch.cat([keys, self._keys(self._canonical(k[:, 0]), k[:, 1], self._canonical(k[:, 2]))])
             self.known = torch.unique(keys)
-            self.by_modality = [torch.from_numpy(np.flatnonzero(graph.modality == c)) for c in (0, 1)]
+            self.by_modality = {c: torch.from_numpy(np.flatnonzero(graph.modality == c)) for c in MODALITY_CODE.values()}
+
+    def _canonical(self, entities: Tensor) -> Tensor:
+        """Entities as their concept's representative when views are drawn (a fact holds for every view)."""
+        return entities if self.views is None else self.views.canonical(entities)
 
     def _keys(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         return (h * max(self.num_relations, 1) + r) * self.num_entities + t
 
     def _is_known(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
-        k = self._keys(h, r, t)
+        k = self._keys(self._canonical(h), r, self._canonical(t))
         pos = torch.searchsorted(self.known, k).clamp(max=self.known.numel() - 1)
         return self.known[pos] == k
 
+    def _g2e(self, h: Tensor, r: Tensor, t: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Sampled in-edges of the batch's tails as global (src, dst, relation, hop), the batch's
+        own triplets (and their copies) left out, with what was reached only through them."""
+        tails = torch.unique(t)
+        s = sample_edges(self.neighbors, self.layout, self.global_to_joint[tails], generator)
+        src, dst, rel, hop = self.joint_to_global[s.src], self.joint_to_global[s.dst], self.edge_relation[s.edge], s.hop
+        # Only hop-1 edges end at batch tails, so only they can be batch triplets: compare
+        # (tail slot, relation, head) keys (no overflow: tail slot < batch size).
+        r_count, n = max(self.num_relations, 1), self.num_entities
+        first = hop == 1
+        key = (torch.searchsorted(tails, dst[first]) * r_count + rel[first]) * n + src[first]
+        own = (torch.searchsorted(tails, t) * r_count + r) * n + h
+        keep = torch.ones_like(hop, dtype=torch.bool)
+        keep[first] = ~torch.isin(key, own)
+        if not bool(keep.all()):
+            for k in range(2, len(self.fanouts) + 1):  # drop edges into nodes that only removed edges reached
+                reached = src[keep & (hop == k - 1)]
+                at = hop == k
+                keep[at] &= torch.isin(dst[at], reached)
+            src, dst, rel, hop = src[keep], dst[keep], rel[keep], hop[keep]
+        return src, dst, rel, hop
+
     def sample(self, triplets: Tensor, generator: torch.Generator) -> TripletBatch:
+        """The batch of the given triplet indices; every random choice comes from ``generator``."""
         triplets = triplets.long()
         h, r, t = self.head[triplets], self.relation[triplets], self.tail[triplets]
-        extra: list[Tensor] = []
-        e_src: list[Tensor] = []
-        e_dst: list[Tensor] = []
-        e_rel: list[Tensor] = []
-        e_hop: list[Tensor] = []
-        if self.csr is not None:
-            frontier = torch.unique(t)
-            seen = torch.unique(torch.cat([h, t]))
-            for hop, fanout in enumerate(self.fanouts, start=1):
-                seed_pos, pos = self.csr.sample(frontier, fanout, generator)
-                eid = self.csr.eid[pos]
-                ok = ~torch.isin(eid, triplets)  # no label leakage: the batch's own triplets never pass messages
-                eid, src, dst = eid[ok], self.csr.src[pos][ok], frontier[seed_pos][ok]
-                e_src.append(src)
-                e_dst.append(dst)
-                e_rel.append(self.relation[eid])
-                e_hop.append(torch.full_like(eid, hop))
-                new = torch.unique(src)
-                frontier = new[~torch.isin(new, seen)]
-                seen = torch.cat([seen, frontier])
-                extra.append(frontier)
+        src = dst = rel = hop = _EMPTY
+        if self.neighbors is not None:
+            src, dst, rel, hop = self._g2e(h, r, t, generator)
+        b, e = h.numel(), src.numel()
+        if self.views is not None:
+            drawn = self.views.draw(torch.cat([h, t, src, dst]), generator)
+            h, t, src, dst = drawn[:b], drawn[b : 2 * b], drawn[2 * b : 2 * b + e], drawn[2 * b + e :]
+        parts = [h, t, src, dst]
         neg_h = neg_r = neg_t = None
         if self.negatives:
             neg_h, neg_r, neg_t = self._negatives(h, r, t, generator)
-            extra += [neg_h.flatten(), neg_t.flatten()]
-        entities, inverse = torch.unique(torch.cat([h, t, *extra, *e_src, *e_dst]), return_inverse=True)
-        b = h.numel()
-        head_index, tail_index = inverse[:b], inverse[b : 2 * b]
-        pos_of = lambda x: torch.searchsorted(entities, x)  # noqa: E731 (entities is sorted)
-        src = torch.cat(e_src) if e_src else torch.empty(0, dtype=torch.long)
-        dst = torch.cat(e_dst) if e_dst else torch.empty(0, dtype=torch.long)
+            parts += [neg_h.flatten(), neg_t.flatten()]
+        entities, inverse = torch.unique(torch.cat(parts), return_inverse=True)
         batch = TripletBatch(
             triplet=triplets, head=h, relation=r, tail=t, entities=entities, modality=self.modality[entities],
-            head_index=head_index, tail_index=tail_index,
-            g2e_edge_index=torch.stack([pos_of(src), pos_of(dst)]),
-            g2e_relation=torch.cat(e_rel) if e_rel else torch.empty(0, dtype=torch.long),
-            g2e_hop=torch.cat(e_hop) if e_hop else torch.empty(0, dtype=torch.long),
+            head_index=inverse[:b], tail_index=inverse[b : 2 * b],
+            g2e_edge_index=inverse[2 * b : 2 * b + 2 * e].view(2, e), g2e_relation=rel, g2e_hop=hop,
         )
         if neg_h is not None:
-            batch.neg_head, batch.neg_relation, batch.neg_tail = pos_of(neg_h), neg_r, pos_of(neg_t)
+            off, k = 2 * b + 2 * e, neg_h.numel()
+            batch.neg_head = inverse[off : off + k].view_as(neg_h)
+            batch.neg_relation = neg_r
+            batch.neg_tail = inverse[off + k : off + 2 * k].view_as(neg_t)
         return batch
 
     def _negatives(self, h: Tensor, r: Tensor, t: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -185,9 +228,8 @@ class TripletSampler:
                 sel = idx[side == s]
                 if sel.numel():
                     mod = self.modality[target[sel]]
-                    for c in (0, 1):
+                    for c, pool in self.by_modality.items():
                         cs = sel[mod == c]
-                        pool = self.by_modality[c]
                         if cs.numel() and pool.numel():
                             target[cs] = pool[torch.randint(0, pool.numel(), (cs.numel(),), generator=g)]
             sel = idx[side == 1]
@@ -217,14 +259,19 @@ class TripletLoader:
     Args:
         graph: training graph (its triplets are the examples and the message-passing edges).
         batch_size: triplets per batch on this rank.
-        fanouts: G2E in-edge fan-out per hop (see :class:`TripletSampler`).
+        fanouts: G2E in-edge fan-out per hop and edge type (see :class:`TripletSampler`).
         seed: the global seed; every rank uses the same one and sees the same global order.
         rank, world_size: this process's shard: each rank sees a disjoint 1/world_size of the
             triplets each epoch.
         uneven: ``"pad"`` repeats triplets from the start of the order so every rank gets the same
             count; ``"drop"`` leaves the remainder out.
         drop_last: leave out a last batch smaller than ``batch_size``.
-        negatives, known: see :class:`TripletSampler`.
+        negatives, known, views: see :class:`TripletSampler`.
+        source_weights: the probability of drawing a triplet from each ``source`` of the training
+            triplets (every source named; normalised). An epoch still holds as many triplets as
+            the graph: each source fills its share, cycling through fresh shuffles of its triplets
+            when its share is larger than it (a random subset when smaller). None: every triplet
+            once per epoch (weights proportional to size).
         content: an :class:`~kgclip.sampling.content.EntityContent` that loads model inputs into
             each batch (in the workers), or None for ids only.
         num_workers: DataLoader workers (0: in this process).
@@ -243,6 +290,8 @@ class TripletLoader:
         drop_last: bool = False,
         negatives: int = 0,
         known: np.ndarray | None = None,
+        views: str = "random",
+        source_weights: dict[str, float] | None = None,
         content: Any = None,
         num_workers: int = 0,
     ) -> None:
@@ -257,7 +306,15 @@ class TripletLoader:
             raise ConfigError("the training graph has no triplets")
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.uneven, self.drop_last = uneven, drop_last
-        self.sampler = TripletSampler(graph, list(fanouts), negatives, known)
+        self.views = views
+        self.source_weights = _normalise_weights(graph, source_weights)
+        self._quota: list[tuple[Tensor, int]] = []  # (triplets of a source, its count per epoch)
+        if self.source_weights is not None:
+            codes = torch.from_numpy(graph.source)
+            order = torch.sort(codes, stable=True).indices
+            groups = torch.split(order, torch.bincount(codes, minlength=len(graph.sources)).tolist())
+            self._quota = list(zip(groups, _largest_remainder([self.source_weights[s] for s in graph.sources], self.n), strict=True))
+        self.sampler = TripletSampler(graph, list(fanouts), negatives, known, views=views)
         self.content = content
         self.num_workers = num_workers
         self.epoch = 0
@@ -270,12 +327,29 @@ class TripletLoader:
         full, rest = divmod(self.per_rank, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
+    def epoch_order(self, epoch: int) -> Tensor:
+        """The global order of triplet indices of ``epoch`` (the same on every rank)."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if not self._quota:
+            return torch.randperm(self.n, generator=g)
+        parts = []
+        for members, count in self._quota:
+            m = members.numel()
+            if count == 0:
+                continue
+            if count <= m:
+                parts.append(members[torch.randperm(m, generator=g)[:count]])
+            else:  # several fresh shuffles of the source, one after the other
+                reps = -(-count // m)
+                parts.append(members[torch.rand(reps, m, generator=g).argsort(dim=1).flatten()[:count]])
+        pool = torch.cat(parts)
+        return pool[torch.randperm(pool.numel(), generator=g)]
+
     def rank_triplets(self, epoch: int) -> Tensor:
         """This rank's triplet indices for ``epoch`` in order (same global permutation on every rank)."""
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(self.n, generator=g)
+        perm = self.epoch_order(epoch)
         total = self.per_rank * self.world_size
         if total > self.n:
             perm = torch.cat([perm, perm[: total - self.n]])
@@ -307,11 +381,70 @@ class TripletLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is (``epoch``, ``position``: batches done in it) and what fixes its
+        order (``seed``, ``rank``, ``world_size``, ``views``, ``source_weights``: normalised, or
+        None for every triplet once per epoch). Plain values, fit for ``torch.load(weights_only=True)``."""
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
+                "views": self.views, "source_weights": None if self.source_weights is None else dict(self.source_weights)}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue where ``state`` left off; a state saved with other order settings is a ConfigError.
+
+        States written before ``views`` / ``source_weights`` existed count as ``fixed`` views and
+        no weights; on a store without concepts both view modes give the same batches."""
         if state.get("seed", self.seed) != self.seed or state.get("world_size", self.world_size) != self.world_size:
             raise ConfigError(f"loader state was saved with seed {state.get('seed')} on {state.get('world_size')} ranks; "
                               f"this run has seed {self.seed} on {self.world_size}")
+        saved = state.get("source_weights")
+        if not _same_weights(saved, self.source_weights):
+            raise ConfigError(f"loader state was saved with data.source_weights {saved}; this run has {self.source_weights} "
+                              "(the order of the remaining batches would differ)")
+        views = state.get("views", "fixed")
+        if views != self.views and self.sampler.views is not None:
+            raise ConfigError(f"loader state was saved with data.views {views!r}; this run has {self.views!r} on a store with concepts")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def _normalise_weights(graph: KnowledgeGraph, weights: dict[str, float] | None) -> dict[str, float] | None:
+    """Checked, normalised source weights (source name -> probability), or None."""
+    if weights is None:
+        return None
+    if not isinstance(weights, dict) or not weights:
+        raise ConfigError(f"source_weights must map each triplet source to a weight, got {weights!r}")
+    if graph.source is None:
+        raise ConfigError("source_weights: this graph does not record the sources of its triplets")
+    present = list(graph.sources)
+    unknown = sorted(set(weights) - set(present))
+    if unknown:
+        raise ConfigError(f"source_weights names {', '.join(map(repr, unknown))}, which no training triplet has as source "
+                          f"(sources: {', '.join(present)})")
+    missing = [s for s in present if s not in weights]
+    if missing:
+        raise ConfigError(f"source_weights leaves out {', '.join(map(repr, missing))} (training triplets come from "
+                          f"{', '.join(present)}; give each a weight, 0 to leave a source out)")
+    vals = {}
+    for s in present:
+        w = weights[s]
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+            raise ConfigError(f"source_weights[{s!r}] must be a finite number >= 0, got {w!r}")
+        vals[s] = float(w)
+    total = sum(vals.values())
+    if total <= 0:
+        raise ConfigError("source_weights are all 0: no triplet could be drawn")
+    return {s: w / total for s, w in vals.items()}
+
+
+def _largest_remainder(p: list[float], n: int) -> list[int]:
+    """Integer counts summing to ``n`` in proportions ``p`` (largest remainders get the rest)."""
+    exact = [x * n for x in p]
+    counts = [math.floor(x) for x in exact]
+    for i in sorted(range(len(p)), key=lambda i: (counts[i] - exact[i], i))[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _same_weights(a: dict[str, float] | None, b: dict[str, float] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12) for k in a)

@@ -31,10 +31,11 @@ def test_g2e_edges_exist_respect_fanout_and_exclude_supervision(graph):
         assert not set(edges) & sup
         hop1 = b.g2e_hop == 1
         assert set(dst[hop1].tolist()) <= set(b.tail.tolist())  # hop 1 ends at batch tails
-        for hop, k in ((1, 3), (2, 2)):
-            d = b.g2e_edge_index[1][b.g2e_hop == hop]
+        for hop, k in ((1, 3), (2, 2)):  # fan-out per node and edge type (the edge type: source modality, as the node's is fixed)
+            at = b.g2e_hop == hop
+            d, s = b.g2e_edge_index[1][at], b.g2e_edge_index[0][at]
             if d.numel():
-                assert torch.bincount(d).max() <= k
+                assert torch.bincount(d * 2 + b.modality[s]).max() <= k
 
 
 def test_sharding_partitions_the_triplets(graph):
