@@ -73,7 +73,7 @@ def _loader_rows(graph: KnowledgeGraph, batch: int, fanouts: list[int], n_batche
         rates[threads] = n_batches / (time.perf_counter() - t0)
     torch.set_num_threads(2)
     row(f"TripletLoader build, {label}", f"{t_build:.2f} s", f"first batch {t_first:.2f} s (draws the epoch's order)")
-    row(f"TripletLoader, {label}", f"{rates[2]:,.0f} batches/s", f"{rates[1]:,.0f} batches/s with 1 thread (a DataLoader worker)")
+    row(f"TripletLoader, {label}", f"{rates[2]:,.1f} batches/s", f"{rates[1]:,.1f} batches/s with 1 thread (a DataLoader worker)")
     return rates[1]
 
 

@@ -125,10 +125,10 @@ class TripletSampler:
         self.modality = torch.from_numpy(graph.modality.astype(np.int64))
         self.fanouts = list(fanouts)
         self.negatives = int(negatives)
-        self.views: ViewIndex | None = None
-        if views == "random" and graph.concept is not None:
-            index = ViewIndex(graph.concept)
-            self.views = index if index.has_choice else None
+        codes = graph.concept[graph.concept >= 0] if graph.concept is not None else np.empty(0, dtype=np.int64)
+        self.has_view_choice = bool(codes.size) and int(np.bincount(codes).max()) > 1
+        """Whether some concept has several views (only then do the view modes differ)."""
+        self.views = ViewIndex(graph.concept) if views == "random" and self.has_view_choice else None
         self.neighbors = None
         if self.fanouts:
             data = graph.to_hetero_data()
@@ -401,7 +401,7 @@ class TripletLoader:
             raise ConfigError(f"loader state was saved with data.source_weights {saved}; this run has {self.source_weights} "
                               "(the order of the remaining batches would differ)")
         views = state.get("views", "fixed")
-        if views != self.views and self.sampler.views is not None:
+        if views != self.views and self.sampler.has_view_choice:
             raise ConfigError(f"loader state was saved with data.views {views!r}; this run has {self.views!r} on a store with concepts")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 

@@ -3,7 +3,7 @@ import torch
 
 from kgclip.graph import KnowledgeGraph, degree_stats, modality_pair_stats, relation_stats
 from kgclip.store import KnowledgeStore
-from kgclip.typing import EDGE_TYPES
+from kgclip.typing import EDGE_TYPES, IMAGE, TEXT
 
 
 def test_hetero_data_counts_equal_store_counts(toy_store):
@@ -37,7 +37,7 @@ def test_hetero_data_edges_map_back_to_store_triplets(toy_store):
 
 def test_local_global_maps_are_inverse(toy_store):
     kg = KnowledgeGraph.from_store(KnowledgeStore(toy_store), splits=None)
-    for code, m in enumerate(("image", "text")):
+    for m, code in (("image", IMAGE), ("text", TEXT)):
         g = kg.global_ids[m]
         assert (kg.modality[g] == code).all()
         assert np.array_equal(kg.local[g], np.arange(len(g)))
@@ -78,3 +78,27 @@ def test_split_filter(tmp_path):
     s = KnowledgeStore(tmp_path / "s")
     kg = KnowledgeGraph.from_store(s, splits=("train",))
     assert kg.num_triplets == s.manifest["counts"]["splits"]["train"]
+
+
+def test_concepts_and_sources(tmp_path):
+    from kgclip.store import StoreWriter
+
+    with StoreWriter(tmp_path / "s", image_roots={"v": str(tmp_path)}) as w:
+        d1 = w.add_entity("v:d1", "image", image="d1.png", source="v", concept="v:dog")
+        x = w.add_entity("o:x", "text", text="x", source="o")
+        w.add_entity("v:dg", "text", text="a dog", source="v", concept="v:dog")
+        a = w.add_entity("v:a", "text", text="an animal", source="v", concept="v:animal")
+        r = w.add_relation("r", "r")
+        w.add_triplet(d1, r, a, source="v", split="train")
+        w.add_triplet(x, r, d1, source="o", split="train")
+        w.add_triplet(a, r, x, source="o", split="test")
+    kg = KnowledgeGraph.from_store(KnowledgeStore(tmp_path / "s"))
+    c = kg.concept.tolist()
+    assert c[0] == c[2] >= 0 and c[3] >= 0 and c[3] != c[0] and c[1] == -1
+    assert kg.modality.tolist() == [IMAGE, TEXT, TEXT, TEXT]
+    assert kg.num_triplets == 2 and sorted(kg.sources[i] for i in kg.source) == ["o", "v"]  # the train split's sources only
+
+
+def test_no_concepts_is_none(toy_store):
+    kg = KnowledgeGraph.from_store(KnowledgeStore(toy_store), splits=None)
+    assert kg.concept is None and kg.sources == ("toy",) and (kg.source == 0).all()

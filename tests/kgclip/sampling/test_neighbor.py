@@ -75,3 +75,95 @@ def test_same_distribution_as_pyg_lib(graph):
         b = torch.bincount(theirs.edge[et], minlength=data[et].edge_index.shape[1]).double()
         if a.sum() > 0:
             assert ((a / a.sum() - b / b.sum()).abs().max()) < 0.05
+
+
+def _edge_set(s):
+    return sorted(zip(s.src.tolist(), s.dst.tolist(), s.edge.tolist(), s.edge_type.tolist(), s.hop.tolist(), strict=True))
+
+
+def test_sample_edges_per_call_generator(graph):
+    data = graph.to_hetero_data()
+    s = HeteroNeighborSampler(data, [2, 2], seed=0)
+    seeds = {"text": torch.arange(6), "image": torch.arange(4)}
+    a = s.sample_edges(seeds, torch.Generator().manual_seed(5))
+    s.sample_edges(seeds)  # moves the sampler's own generator: no effect on calls that bring theirs
+    b = HeteroNeighborSampler(data, [2, 2], seed=9).sample_edges(seeds, torch.Generator().manual_seed(5))
+    assert _edge_set(a) == _edge_set(b) and a.src.numel() > 0
+    others = [_edge_set(s.sample_edges(seeds, torch.Generator().manual_seed(k))) for k in range(6, 10)]
+    assert any(o != _edge_set(a) for o in others)
+
+
+def test_sample_edges_structure(graph):
+    """Every edge exists with its type; fan-out per node, hop and edge type; hop 2 expands exactly the nodes hop 1 reached first."""
+    data = graph.to_hetero_data()
+    s = HeteroNeighborSampler(data, [3, 2], seed=0)
+    lay = s.layout
+    seeds = {"text": torch.tensor([0, 5, 7]), "image": torch.tensor([2])}
+    out = s.sample_edges(seeds, torch.Generator().manual_seed(1))
+    for i, et in enumerate(lay.edge_types):
+        sel = out.edge_type == i
+        local = out.edge[sel] - lay.edge_offset[i]
+        assert ((local >= 0) & (local < data[et].edge_index.shape[1])).all()
+        ei = data[et].edge_index[:, local]
+        assert torch.equal(ei[0] + lay.node_offset[lay.node_type_index(et[0])], out.src[sel])
+        assert torch.equal(ei[1] + lay.node_offset[lay.node_type_index(et[2])], out.dst[sel])
+    for hop, k in ((1, 3), (2, 2)):
+        at = out.hop == hop
+        if at.any():
+            assert torch.bincount(out.dst[at] * 8 + out.edge_type[at]).max() <= k
+    seed_joint = set(torch.cat([lay.joint(nt, x) for nt, x in seeds.items()]).tolist())
+    assert set(out.dst[out.hop == 1].tolist()) <= seed_joint
+    reached_first = set(out.src[out.hop == 1].tolist()) - seed_joint
+    assert set(out.dst[out.hop == 2].tolist()) <= reached_first
+
+
+def test_flat_and_pyg_outputs_agree(graph):
+    """sample_from_nodes (PyG's output) and sample_edges (flat) give the same edges for the same random state."""
+    data = graph.to_hetero_data()
+    from torch_geometric.sampler import NodeSamplerInput
+
+    from kgclip.sampling.neighbor import flatten_output
+
+    a, b = HeteroNeighborSampler(data, [2, 3], seed=4), HeteroNeighborSampler(data, [2, 3], seed=4)
+    seeds = torch.tensor([6, 1, 3])
+    out = a.sample_from_nodes(NodeSamplerInput(input_id=None, node=seeds, input_type="text"))
+    assert torch.equal(out.node["text"][:3], seeds)  # seeds first, in the given order (NodeLoader relies on it)
+    flat = b.sample_edges({"text": seeds})
+    assert _edge_set(flatten_output(out, a.layout)) == _edge_set(flat)
+    assert sum(sum(v) for v in out.num_sampled_edges.values()) == flat.src.numel()
+
+
+def test_module_sample_edges_drives_a_pyg_style_sampler(graph):
+    """The path PyG's NeighborSampler takes (global torch RNG, edge ids through edge_permutation):
+    seeded from the call's generator, global RNG state left as it was."""
+    from torch_geometric.sampler import BaseSampler
+
+    from kgclip.sampling.neighbor import JointLayout, sample_edges
+
+    data = graph.to_hetero_data()
+    ours = HeteroNeighborSampler(data, [2])
+    lay = JointLayout.of(data)
+    perms = {et: torch.randperm(data[et].edge_index.shape[1], generator=torch.Generator().manual_seed(0)) for et in lay.edge_types}
+
+    class PygLike(BaseSampler):
+        edge_permutation = perms
+        sample_from_nodes = sample_from_edges = None
+
+        def _sample(self, seed, seed_time=None):
+            g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))  # draws from the global RNG, as pyg-lib does
+            out, _ = ours._output(seed, g)
+            out.edge = {et: torch.argsort(perms[et])[e] for et, e in out.edge.items()}  # PyG reports permuted edge ids
+            return out
+
+    seeds = lay.joint("text", torch.tensor([0, 2, 4]))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    x = sample_edges(PygLike(), lay, seeds, torch.Generator().manual_seed(8))
+    assert torch.equal(torch.get_rng_state(), before)
+    y = sample_edges(PygLike(), lay, seeds, torch.Generator().manual_seed(8))
+    assert _edge_set(x) == _edge_set(y) and x.src.numel() > 0
+    for i, et in enumerate(lay.edge_types):  # edge ids point at the graph's own edges again
+        sel = x.edge_type == i
+        local = x.edge[sel] - lay.edge_offset[i]
+        assert torch.equal(data[et].edge_index[0, local] + lay.node_offset[lay.node_type_index(et[0])], x.src[sel])
+        assert torch.equal(data[et].edge_index[1, local] + lay.node_offset[lay.node_type_index(et[2])], x.dst[sel])
