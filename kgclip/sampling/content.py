@@ -96,7 +96,7 @@ class EntityContent:
         # ToTensor + Normalize left to where the batch is read (the GPU in training): uint8 travels.
         self._deferred = self.stages is not None and self.stages.mean is not None
         self.cache: ImageCache | None = None
-        if image_cache == "auto" and bool((self.modality == 0).any()):
+        if image_cache == "auto" and bool((self.modality == IMAGE).any()):
             self.cache, why = open_image_cache(store, self.stages)
             log.info("entity images: %s", why if self.cache is not None else f"decoded from their files ({why})")
 

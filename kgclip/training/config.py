@@ -24,10 +24,16 @@ class DataConfig:
     """Attributes:
     store: the knowledge store folder.
     batch_size: triplets per step per process.
-    fanouts: G2E in-edges per node and hop.
+    fanouts: G2E in-edges per node, hop and edge type (PyG's ``num_neighbors``).
     num_workers: DataLoader workers for entity content.
     uneven: ``pad`` or ``drop`` the triplets that do not divide among ranks.
     cache_size: entities kept in each worker's LRU cache.
+    views: ``random``: an entity that is a view of a concept (a VisualSem node's images and
+        glosses) appears as a view of that concept drawn at random each time (heads, tails and G2E
+        neighbours); ``fixed``: the stored entity. Stores without concepts: the same either way.
+    source_weights: probability of drawing a triplet from each ``source`` of the training triplets
+        (every source named, e.g. ``{visualsem: 0.4, conceptnet: 0.3, ...}``; normalised); None:
+        proportional to size (every triplet once per epoch). Recorded in checkpoints.
     """
 
     store: str = ""
@@ -36,6 +42,8 @@ class DataConfig:
     num_workers: Annotated[int, _NON_NEGATIVE] = 0
     uneven: Literal["pad", "drop"] = "pad"
     cache_size: Annotated[int, _NON_NEGATIVE] = 4096
+    views: Literal["random", "fixed"] = "random"
+    source_weights: dict[str, float] | None = None
 
 
 @dataclass

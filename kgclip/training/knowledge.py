@@ -106,7 +106,7 @@ class KnowledgeTask:
         graph = KnowledgeGraph.from_store(self.store, ("train",))
         self.content = EntityContent(self.store, self.model.preprocess_val, self.model.tokenizer, cache_size=d.cache_size)
         return TripletLoader(graph, d.batch_size, fanouts=d.fanouts, seed=self.config.seed, rank=env.rank, world_size=env.world_size,
-                             uneven=d.uneven, content=self.content, num_workers=d.num_workers)
+                             uneven=d.uneven, views=d.views, source_weights=d.source_weights, content=self.content, num_workers=d.num_workers)
 
     def _to(self, device: torch.device) -> None:
         if device != self._device:
