@@ -6,6 +6,8 @@ open_clip's ``add_model_config`` when this module is imported).
 """
 
 import logging
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,8 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
         raise ConfigError(f"unknown CLIP model {name!r}; known: kgclip configs {sorted(p.stem for p in CONFIG_DIR.glob('*.json'))} and open_clip's own (open_clip.list_models())")
     if pretrained and not Path(pretrained).is_file() and pretrained not in open_clip.list_pretrained_tags_by_model(name):
         raise ConfigError(f"pretrained {pretrained!r} is neither a file nor a tag of {name} (tags: {open_clip.list_pretrained_tags_by_model(name)})")
+    if pretrained and Path(pretrained).is_file():
+        check_weights_file(pretrained)
     quiet = _DropMessage("No pretrained weights loaded")  # random init is asked for, not a problem
     logging.getLogger().addFilter(quiet)
     try:
@@ -67,6 +71,78 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
     if not isinstance(model, CLIP) or not isinstance(model.visual, VisionTransformer):
         raise ConfigError(f"{name}: kgclip needs an open_clip CLIP with a ViT image tower and the built-in text tower (got {type(model).__name__} / {type(model.visual).__name__})")
     return ClipBundle(model, pre_train, pre_val, open_clip.get_tokenizer(name), name)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_MAGIC = b"\x80"  # a pickle of protocol 2 or later (torch.save's legacy format, pickle.dump)
+
+
+def check_weights_file(path: str | Path) -> None:
+    """Fail in one line, naming the file, unless ``path`` holds CLIP weights that a weights-only load reads.
+
+    The file is read as open_clip will read it, with ``torch.load(weights_only=True)`` (memory-mapped
+    for torch's zip format, so the check costs little), or as safetensors; it must hold a mapping
+    of names to tensors, or ``{"state_dict": mapping}``. Nothing in the file is ever unpickled as
+    code.
+
+    Raises:
+        ConfigError: the file is empty, truncated, not a checkpoint, holds pickled Python objects,
+            or holds something other than weights.
+    """
+    path = Path(path)
+    where = f"model.pretrained {path}"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise ConfigError(f"{where}: the file is empty (0 bytes), not a CLIP checkpoint")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                if not list(f.keys()):
+                    raise ConfigError(f"{where}: the safetensors file holds no tensors")
+        except ConfigError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for a damaged header
+            raise ConfigError(f"{where}: not a readable safetensors file ({_first_line(exc)})") from None
+        return
+    try:
+        with warnings.catch_warnings():  # a plain pickle's protocol draws a warning before the refusal below
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=head == _ZIP_MAGIC)
+    except pickle.UnpicklingError as exc:
+        if head == _ZIP_MAGIC or head.startswith(_PICKLE_MAGIC):
+            raise ConfigError(f"{where}: the file holds pickled Python objects, not only weights; kgclip loads weights only "
+                              f"(torch.load weights_only=True): save the state dict, torch.save({{'state_dict': model.state_dict()}}, FILE) "
+                              f"({_weights_only_reason(exc)})") from None
+        raise ConfigError(f"{where}: not a PyTorch checkpoint (unreadable by torch.load)") from None
+    except EOFError:
+        raise ConfigError(f"{where}: the checkpoint is truncated (it ends early)") from None
+    except Exception as exc:  # torch.load raises RuntimeError, KeyError, ValueError ... for bytes that are no checkpoint
+        raise ConfigError(f"{where}: not a PyTorch checkpoint or damaged ({_first_line(exc)})") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        found = type(state).__name__ + (" (empty)" if isinstance(state, dict) and not state else "")
+        raise ConfigError(f"{where}: holds a {found}, not CLIP weights (a state dict of tensors, or {{'state_dict': state dict}})")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message (torch's run on for several lines)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__).split(". ")[0][:200]
+
+
+def _weights_only_reason(exc: BaseException) -> str:
+    """What the weights-only unpickler refused, on one line (its message names it after a preamble)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        return text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0][:200]
+    named = [line.strip() for line in text.splitlines() if "unsupported" in line.lower() or "blocked" in line]
+    return (named[0] if named else _first_line(exc))[:200]
 
 
 def image_widths(model: CLIP) -> tuple[int, int]:
