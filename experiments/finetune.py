@@ -5,6 +5,7 @@ then the ``key=value`` overrides; the data flags fill its ``data`` section.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from kgclip.config import load_yaml_section
@@ -54,5 +55,8 @@ def run_task(args: argparse.Namespace) -> int:
     result = run(task, args.init, args.out, settings, args.overrides, force=args.force, quiet=args.quiet)
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items())
     print(f"fine-tuned {task} for {result.train.steps} steps into {result.run_dir}: {shown}")
+    for label, log in (("input records skipped", result.skipped), ("examples whose image failed to load", result.load_failures)):
+        if len(log):
+            print(f"kgclip finetune: {label}: {log.summary()} (first ones named in the report)", file=sys.stderr)
     print(f"report: {result.run_dir / 'report.md'}")
     return 0

@@ -27,12 +27,12 @@ class Batch:
         index: [B] positions of the examples in the task's example list.
         tensors: the model inputs and targets by name (task-specific; e.g. ``images`` [B, 3, H, W],
             ``texts`` [B, context] token ids, ``targets`` [B, ...]).
-        skipped: ``what: reason`` of the examples dropped because their content failed to load.
+        skipped: (example, reason) of the examples dropped because their content failed to load.
     """
 
     index: Tensor
     tensors: dict[str, Tensor]
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -74,7 +74,7 @@ def load_batch(indices: Sequence[int], load: LoadFn, collate: CollateFn, name: C
             items.append(load(i, seeds[j] if seeds is not None else None))
             kept.append(i)
         except ImageLoadError as exc:
-            skipped.append(f"{name(i)}: {exc}")
+            skipped.append((f"{name(i)} ({exc.path})", exc.reason))
     tensors = collate(kept, items) if items else {}
     return Batch(torch.tensor(kept, dtype=torch.long), tensors, skipped)
 

@@ -56,9 +56,19 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
+    except FileNotFoundError:
+        raise ImageLoadError(path, "image file missing") from None
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(f"cannot load image ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        raise ImageLoadError(path, f"image does not decode ({exc.__class__.__name__})") from None
 
 
 class ImageLoadError(Exception):
-    """An image that does not exist or does not decode (counted as a skip by the loaders)."""
+    """An image that does not exist or does not decode (counted as a skip by the loaders).
+
+    Attributes:
+        path: the image file. reason: a short reason (the same for every file that fails alike).
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason

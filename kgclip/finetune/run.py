@@ -24,12 +24,15 @@ from kgclip.training.trainer import Trainer, TrainResult
 
 @dataclass
 class FinetuneResult:
-    """What :func:`run` returns: the run folder, the metrics, the training summary."""
+    """What :func:`run` returns: the run folder, the metrics, the training summary, and the input
+    records skipped and the examples whose content failed to load (both also in ``report.md``)."""
 
     run_dir: Path
     metrics: dict[str, float]
     train: TrainResult
     evaluation: Evaluation
+    skipped: Skips
+    load_failures: Skips
 
 
 def _plain(x: Any) -> Any:
@@ -129,4 +132,4 @@ def run(task: str, init: str, out: str | os.PathLike, settings: dict[str, Any] |
         write_atomic(run_dir / "metrics.json", json.dumps(_plain(evaluation.metrics), indent=1) + "\n")
         write_atomic(run_dir / "predictions.json", json.dumps(_plain(evaluation.predictions)) + "\n")
         write_atomic(run_dir / "report.md", report(job, str(init), result, evaluation, skips))
-    return FinetuneResult(run_dir, evaluation.metrics, result, evaluation)
+    return FinetuneResult(run_dir, evaluation.metrics, result, evaluation, skips, job.load_failures)

@@ -114,7 +114,11 @@ def test_bad_records_are_counted_and_named(tmp_path, capsys):
     run = tmp_path / "runs" / "ve"
     assert main(["--quiet", "finetune", "snli-ve", "--init", "kgclip-tiny", "--out", str(run), "--train", str(train), "--eval", str(ev),
                  "--images", str(tmp_path / "flickr30k-images"), *FAST]) == 0
-    assert f"skipped {train}:7: not JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"skipped {train}:7: not JSON" in err
+    assert "kgclip finetune: input records skipped: 1 skipped" in err and "examples whose image failed to load: 3 skipped" in err
     report = (run / "report.md").read_text()
     assert "input records skipped: 1 skipped (not JSON (Expecting value): 1)" in report
-    assert "examples whose content failed to load:" in report and "cannot load image" in report
+    # the three hypotheses of image 2, each counted once however many epochs met it
+    assert "examples whose content failed to load: 3 skipped (image does not decode (UnidentifiedImageError): 3)" in report
+    assert f"`{train}:pairID=2.jpg#0r0 ({tmp_path / 'flickr30k-images' / '2.jpg'}): image does not decode" in report

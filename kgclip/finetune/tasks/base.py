@@ -90,6 +90,7 @@ class FinetuneTask:
         self.train_transform = m.preprocess_train if config.augment else m.preprocess_val
         self.eval_transform = m.preprocess_val
         self.load_failures = Skips(echo=None)
+        self._failed: set[str] = set()
         self.train_examples: Sequence = []
 
     # -- to define ---------------------------------------------------------------------------------
@@ -137,9 +138,11 @@ class FinetuneTask:
         return self.train_item(i, seed)
 
     def note_skipped(self, batch: Batch) -> None:
-        for msg in batch.skipped:
-            where, _, reason = msg.partition(": ")
-            self.load_failures.add(where, reason)
+        """Count the examples a batch dropped (each example once, however often it comes back)."""
+        for where, reason in batch.skipped:
+            if where not in self._failed:
+                self._failed.add(where)
+                self.load_failures.add(where, reason)
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"finetune": {"task": self.name, "init": backbone_config(self.backbone), **self.extra()}}
@@ -171,9 +174,7 @@ class FinetuneTask:
         total = -(-len(mine) // self.config.eval_batch_size)
         with torch.no_grad():
             for b in bar(batches, total=total, desc=desc, unit="batch", disable=not env.is_main):
-                for msg in b.skipped:
-                    where, _, reason = msg.partition(": ")
-                    self.load_failures.add(where, reason)
+                self.note_skipped(b)
                 if len(b):
                     out.append((b, step(b.to(env.device))))
         return out

@@ -83,6 +83,8 @@ class RetrievalTask(FinetuneTask):
         kept = sorted(img_rows)  # images whose file decoded; their captions are ranked against them alone
         pos = {i: k for k, i in enumerate(kept)}
         t_ids = [j for j in sorted(txt_rows) if texts[j][0] in pos]
+        if not kept:
+            return {k: float("nan") for k in retrieval_metrics(torch.zeros(1, 1), np.zeros(1))}, []
         ie = torch.stack([img_rows[i] for i in kept])
         te = torch.stack([txt_rows[j] for j in t_ids])
         owner = np.array([pos[texts[j][0]] for j in t_ids])

@@ -6,7 +6,7 @@ from kgclip.finetune.images import ImageLoadError
 
 def _load(i, seed):
     if i == 3:
-        raise ImageLoadError("cannot load image (broken)")
+        raise ImageLoadError("x/3.jpg", "image does not decode (OSError)")
     noise = torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() if seed is not None else 0.0
     return i, noise
 
@@ -36,7 +36,7 @@ def test_epochs_shuffle_cover_everything_and_repeat_exactly():
 def test_failed_examples_are_named_and_counted():
     batches = list(_loader())
     bad = [b for b in batches if b.dropped]
-    assert len(bad) == 1 and bad[0].skipped == ["ex3: cannot load image (broken)"]
+    assert len(bad) == 1 and bad[0].skipped == [("ex3 (x/3.jpg)", "image does not decode (OSError)")]
     assert len(bad[0]) == len(bad[0]["x"]) == bad[0].index.numel()
 
 
