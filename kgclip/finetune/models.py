@@ -64,21 +64,32 @@ class FusionClassifier(nn.Module):
     def new_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if not n.startswith("backbone.clip.")]
 
-    def forward(self, images: Tensor, texts: Tensor) -> Tensor:
-        """Logits [B, num_outputs] for images [B, 3, H, W] and token ids [B, context]."""
+    def encode(self, images: Tensor, texts: Tensor, pad: bool = False) -> Tensor:
+        """The fusion encoder's <head> output [B, width] for images [B, 3, H, W] and token ids [B, context].
+
+        Padding tokens are never attended to, so the image and text sequences go in at their own
+        lengths (``pad=True`` pads both to the entity length, as knowledge training lays them out:
+        the same output, more work).
+        """
         bb = self.backbone
-        n, length = images.shape[0], bb.entity_tokens
+        n = images.shape[0]
         tok, _ = encode_image_tokens(bb.clip, images)
         img = bb.image_proj(tok[:, : bb.image_tokens])
         ttok, t_ok, _ = encode_text_tokens(bb.clip, texts, bb.text_tokens)
         txt = bb.text_proj(ttok).to(img.dtype)
         i_ok = torch.ones(n, img.shape[1], dtype=torch.bool, device=img.device)
-        img, i_ok = F.pad(img, (0, 0, 0, length - img.shape[1])), F.pad(i_ok, (0, length - i_ok.shape[1]))
-        txt, t_ok = F.pad(txt, (0, 0, 0, length - txt.shape[1])), F.pad(t_ok, (0, length - t_ok.shape[1]))
+        if pad:
+            length = bb.entity_tokens
+            img, i_ok = F.pad(img, (0, 0, 0, length - img.shape[1])), F.pad(i_ok, (0, length - i_ok.shape[1]))
+            txt, t_ok = F.pad(txt, (0, 0, 0, length - txt.shape[1])), F.pad(t_ok, (0, length - t_ok.shape[1]))
         yes = torch.ones(n, dtype=torch.bool, device=img.device)
         relation = torch.zeros(n, img.shape[-1], dtype=img.dtype, device=img.device)
         y, _ = bb.fusion(img, i_ok, relation, txt, t_ok, yes, ~yes, yes)
-        return self.head(y)
+        return y
+
+    def forward(self, images: Tensor, texts: Tensor) -> Tensor:
+        """Logits [B, num_outputs] for images [B, 3, H, W] and token ids [B, context]."""
+        return self.head(self.encode(images, texts))
 
 
 class DualEncoder(nn.Module):

@@ -24,6 +24,14 @@ def test_fusion_classifier_sees_image_and_text():
         assert m(images, texts).shape == (3, 5)
 
 
+def test_unpadded_sequences_give_the_padded_layouts_output():
+    bb = load_backbone("kgclip-tiny", {**FUSION, "max_text_tokens": 4})
+    m = FusionClassifier(bb.model, 5).eval()
+    images, texts = _inputs(bb)
+    assert bb.model.entity_tokens == 17  # 16 patches + class token; texts are 4
+    assert torch.allclose(m.encode(images, texts), m.encode(images, texts, pad=True), atol=1e-5)
+
+
 def test_fusion_classifier_trains_what_it_uses_and_freezes_the_rest():
     bb = load_backbone("kgclip-tiny", FUSION)
     m = FusionClassifier(bb.model, 4)
