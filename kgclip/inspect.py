@@ -24,11 +24,12 @@ class UnknownEntityError(KgclipError):
 
 
 def find_entities(store: KnowledgeStore, query: str, limit: int = 20) -> pd.DataFrame:
-    """Entities whose key equals ``query``, else whose key or text contains it (case-insensitive)."""
+    """The entity whose key (or alias: a key joined into it by ``merge --link``) is ``query``, else
+    those whose key or text contains it (case-insensitive)."""
     e = store.entities
-    exact = e[e["key"] == query]
-    if len(exact):
-        return exact[["entity_id", "key", "modality", "text", "image"]]
+    eid = store.entity_index.get(query)
+    if eid is not None:
+        return e.iloc[[eid]][["entity_id", "key", "modality", "text", "image"]]
     q = query.lower()
     hit = e["key"].str.lower().str.contains(q, regex=False) | e["text"].fillna("").str.lower().str.contains(q, regex=False)
     found = e[hit].copy()

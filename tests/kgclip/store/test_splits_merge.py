@@ -209,6 +209,9 @@ def test_merge_with_link_text_joins_the_sources(tmp_path):
     assert s.entities["concept"].tolist() == [None, "wordnet:circle.n.01", None]
     assert dict(zip(s.aliases.key, s.aliases.entity_id, strict=True)) == {"vg:name/rounds": 1, "cn:/c/en/circle": 1, "cn:/c/en/circle/n": 1}
     assert s.entity_index["cn:/c/en/circle"] == 1 and s.entity_index["vg:name/circle"] == 1
+    from kgclip.inspect import resolve_entity
+
+    assert resolve_entity(s, "cn:/c/en/circle/n") == 1
     k, rk = s.entity_keys, s.relation_keys
     got = {(k[h], rk[r], k[t], sp) for h, r, t, sp in zip(s.triplets.head_id, s.triplets.relation_id, s.triplets.tail_id, s.triplets.split, strict=True)}
     assert got == {("vg:object/1", "/r/IsA", "vg:name/circle", "train"), ("vg:object/1", "near", "vg:name/circle", "train"),
