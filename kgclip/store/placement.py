@@ -117,7 +117,11 @@ def clean_stale(parent: Path) -> list[str]:
             continue
         target = parent / name
         if not os.path.lexists(target):
-            os.rename(p, target)
+            try:
+                os.rename(p, target)
+            except OSError as exc:
+                log.warning("cannot restore %s from %s (%s); it stays there", target, p.name, exc)
+                continue
             done.append(f"restored {target} from {p.name} (an overwrite was interrupted)")
             log.warning(done[-1])
         else:
@@ -154,9 +158,9 @@ def swap_into_place(tmp: Path, path: Path) -> None:
         os.rename(tmp, path)
         return
     if exchange(tmp, path):
-        shutil.rmtree(tmp)  # tmp now holds the old store
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old store; a remnant is cleaned once this process is gone
         return
     aside = temp_path(path, "old")
     os.rename(path, aside)
     os.rename(tmp, path)
-    shutil.rmtree(aside)
+    shutil.rmtree(aside, ignore_errors=True)

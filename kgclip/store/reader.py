@@ -85,12 +85,48 @@ def inside_root(root: Path, relative: str, what: str) -> Path:
     Raises:
         StoreError: the path is absolute, climbs out with ``..``, or a link leads outside.
     """
-    real_root = os.path.realpath(root)
-    full = os.path.realpath(os.path.join(real_root, relative))
-    if full != real_root and not full.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise StoreError(f"{what}: image path {relative!r} escapes its image root {root}")
-    return Path(root) / relative
+    return Path(_RootCheck(root).check(relative, what))
 
+
+class _RootCheck:
+    """Checks image paths against one root, cheaply for many paths.
+
+    Each folder is resolved once (``realpath``) and listed once (``scandir``, which tells links
+    apart without a ``stat`` per file); a file that is a link is then resolved in full. A path with
+    a ``..`` component or an absolute path is resolved in full (``..`` after a link is not lexical).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root_str = str(self.root)
+        self.real_root = os.path.realpath(root)
+        self.prefix = self.real_root.rstrip(os.sep) + os.sep
+        self._folders: dict[str, tuple[str, frozenset[str]]] = {}
+
+    def _folder(self, relative_folder: str) -> tuple[str, frozenset[str]]:
+        real = os.path.realpath(os.path.join(self.real_root, relative_folder))
+        try:
+            with os.scandir(real) as it:
+                links = frozenset(e.name for e in it if e.is_symlink())
+        except OSError:  # a missing folder holds no links (its files are missing, a load error later)
+            links = frozenset()
+        self._folders[relative_folder] = (real, links)
+        return real, links
+
+    def _real(self, relative: str) -> str:
+        if os.path.isabs(relative) or ".." in relative.split(os.sep):
+            return os.path.realpath(os.path.join(self.real_root, relative))
+        folder, name = os.path.split(relative)
+        real_folder, links = self._folders.get(folder) or self._folder(folder)
+        full = os.path.join(real_folder, name)
+        return os.path.realpath(full) if name in links else full
+
+    def check(self, relative: str, what: str) -> str:
+        """``root/relative`` as a string, or the error naming ``what``."""
+        real = self._real(relative)
+        if real != self.real_root and not real.startswith(self.prefix):
+            raise StoreError(f"{what}: image path {relative!r} escapes its image root {self.root}")
+        return os.path.join(self.root_str, relative)
 
 
 def _with_none(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -232,7 +268,8 @@ class KnowledgeStore:
     def image_paths(self) -> np.ndarray:
         """Full image path (str) of every entity by id, None where it has no image; each checked like :meth:`image_path`.
 
-        Every distinct image is checked once (one ``realpath`` per image file and folder).
+        Every distinct image is checked once, without a system call per file (folders are
+        resolved and listed once each).
         """
         e = self.entities
         out = np.full(len(e), None, dtype=object)
@@ -241,9 +278,10 @@ class KnowledgeStore:
             return out
         pairs = pd.DataFrame({"source": e["source"].to_numpy()[has], "image": e["image"].to_numpy()[has], "key": e["key"].to_numpy()[has]})
         first = pairs.drop_duplicates(["source", "image"])
-        checked = {}
+        checked, roots = {}, {}
         for src, img, key in zip(first["source"], first["image"], first["key"], strict=True):
-            checked[(src, img)] = str(inside_root(self.image_root(src), img, f"{self.path}: entity {key!r}"))
+            root = roots.get(src) or roots.setdefault(src, _RootCheck(self.image_root(src)))
+            checked[(src, img)] = root.check(img, f"{self.path}: entity {key!r}")
         out[has] = [checked[(s, i)] for s, i in zip(pairs["source"], pairs["image"], strict=True)]
         return out
 

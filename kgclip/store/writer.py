@@ -443,7 +443,10 @@ class StoreWriter:
             if not self._overwrite:
                 raise StoreError(f"{self.path}: appeared while writing; not replaced")
             check_replaceable(self.path, self._inputs)
-        swap_into_place(self._tmp, self.path)
+        try:
+            swap_into_place(self._tmp, self.path)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot move the new store into place ({exc.strerror or exc})") from None
 
     def abort(self) -> None:
         """Remove everything written so far; the target path is left untouched."""

@@ -225,8 +225,12 @@ def test_a_symbolic_link_out_of_the_root_is_refused(tmp_path):
     (root / "dir").symlink_to(tmp_path)
     (root / "inner.jpg").write_bytes(b"y")
     (root / "fine.jpg").symlink_to(root / "inner.jpg")  # a link that stays inside is fine
-    s = _image_store(tmp_path / "s", root, ["fine.jpg", "link.jpg", "dir/secret.jpg"])
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (root / "deep").symlink_to(tmp_path / "a" / "b")  # deep/../x is tmp_path/a/x for the kernel, root/x lexically
+    s = _image_store(tmp_path / "s", root, ["fine.jpg", "link.jpg", "dir/secret.jpg", "deep/../x.jpg"])
     assert s.image_path(0) == root / "fine.jpg"
-    for eid in (1, 2):
+    for eid in (1, 2, 3):
         with pytest.raises(StoreError, match=rf"entity 'i:{eid}': image path .* escapes its image root"):
             s.image_path(eid)
+    with pytest.raises(StoreError, match="entity 'i:1': image path 'link.jpg' escapes"):
+        s.image_paths()
