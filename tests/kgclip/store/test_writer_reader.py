@@ -232,5 +232,5 @@ def test_a_symbolic_link_out_of_the_root_is_refused(tmp_path):
     for eid in (1, 2, 3):
         with pytest.raises(StoreError, match=rf"entity 'i:{eid}': image path .* escapes its image root"):
             s.image_path(eid)
-    with pytest.raises(StoreError, match="entity 'i:1': image path 'link.jpg' escapes"):
+    with pytest.raises(StoreError, match=r"entity 'i:1': image path 'link\.jpg' escapes"):
         s.image_paths()
