@@ -140,13 +140,13 @@ class KnowledgeCLIP(nn.Module):
         if inputs.images.numel():
             tok, e = encode_image_tokens(self.clip, inputs.images)
             tok = self.image_proj(tok[:, : self.image_tokens])
-            tokens = tokens.index_put((inputs.image_pos,), F.pad(tok, (0, 0, 0, L - tok.shape[1])))
+            tokens = tokens.index_put((inputs.image_pos,), F.pad(tok, (0, 0, 0, L - tok.shape[1])).to(tokens.dtype))
             valid[inputs.image_pos, : tok.shape[1]] = True
             emb = emb.index_put((inputs.image_pos,), e.to(emb.dtype))
         if inputs.texts.numel():
             tok, ok, e = encode_text_tokens(self.clip, inputs.texts, self.text_tokens)
             tok = self.text_proj(tok)
-            tokens = tokens.index_put((inputs.text_pos,), F.pad(tok, (0, 0, 0, L - tok.shape[1])))
+            tokens = tokens.index_put((inputs.text_pos,), F.pad(tok, (0, 0, 0, L - tok.shape[1])).to(tokens.dtype))
             valid = valid.index_put((inputs.text_pos,), F.pad(ok, (0, L - ok.shape[1])))
             emb = emb.index_put((inputs.text_pos,), e.to(emb.dtype))
         return EncodedEntities(tokens, valid, emb, inputs.image_pos, inputs.text_pos)

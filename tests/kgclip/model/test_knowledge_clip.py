@@ -146,3 +146,13 @@ def test_long_text_keeps_its_end_of_text_token(model):
         ent = model.encode_entities(inputs, torch.tensor([1, 1]))
         assert torch.allclose(ent.tokens[0, n - 1], model.text_proj(full[0, int(eot[0])]), atol=1e-6)
     assert ent.valid[0, :n].all() and not ent.valid[0, n:].any()
+
+
+def test_forward_under_bf16_autocast_matches_fp32(model, relation_tokens):
+    """Under autocast the towers return bf16; the entity buffers must take them (GPU training runs this way)."""
+    b = hand_batch(model)
+    ref = model(b, relation_tokens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(b, relation_tokens)
+    assert out.y_hr.shape == ref.y_hr.shape and torch.isfinite(out.y_hr.float()).all()
+    assert torch.allclose(out.y_hr.float(), ref.y_hr, atol=0.1, rtol=0.1)
