@@ -9,7 +9,7 @@ from pathlib import Path
 from kgclip.config import apply_overrides, from_dict, load_yaml, load_yaml_section
 from kgclip.errors import ConfigError
 from kgclip.evaluation import evaluate, flat_metrics, scorer_for
-from kgclip.store import KnowledgeStore
+from kgclip.store import open_valid
 from kgclip.training import RunConfig, train_loop
 
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[grid] {name}: training {config.train.steps} steps")
         train_loop(config, force=args.force, quiet=args.quiet)
         if grid.eval.store:
-            store = KnowledgeStore(grid.eval.store)
+            store = open_valid(grid.eval.store)
             scorer = scorer_for(str(out_dir / config.name), store, name=name)
             rows[name] = flat_metrics(evaluate(scorer, store, assets=grid.eval.assets, max_queries=grid.eval.max_queries))
     if rows and out_dir is not None:

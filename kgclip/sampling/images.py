@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - open_clip is a dependency
 def entity_images(store: KnowledgeStore) -> tuple[np.ndarray, np.ndarray]:
     """Per entity id: the full image path (None for text entities) and the box (x, y, w, h) or None."""
     e = store.entities
-    paths = np.array([None if img is None else str(store.image_root(src) / img) for img, src in zip(e["image"], e["source"], strict=True)], dtype=object)
+    paths = store.image_paths()  # every path checked inside its image root (a path that escapes is an error naming the entity)
     return paths, e["bbox"].to_numpy(dtype=object)
 
 

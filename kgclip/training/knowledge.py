@@ -23,15 +23,14 @@ from kgclip.store.validate import open_valid
 from kgclip.training.config import RunConfig, uses_fusion
 from kgclip.training.distributed import DistEnv, gather_with_grad
 from kgclip.training.trainer import TrainingError
+from kgclip.vocabulary import relation_ids
 
 log = logging.getLogger("kgclip.training")
 
 
 def pair_relation_ids(store: KnowledgeStore, names: tuple[str, ...] | list[str]) -> Tensor:
     """Ids of the relations named (by key or text) in ``names``: the image-caption pair relations."""
-    r = store.relations
-    sel = r["key"].isin(list(names)) | r["text"].isin(list(names))
-    return torch.tensor(r.loc[sel, "relation_id"].tolist(), dtype=torch.long)
+    return torch.tensor(relation_ids(store, names), dtype=torch.long)
 
 
 def teacher_embeddings(teacher: nn.Module, inputs, n: int, dim: int, device: torch.device) -> Tensor:
