@@ -108,13 +108,15 @@ class Converter(ABC):
     ) -> tuple[dict[str, Any], Conversion]:
         """Convert into a new store at ``out``; returns its manifest and the record counts.
 
-        Nothing is left at ``out`` when the conversion fails (a bad input, too many bad records).
+        Nothing is left at ``out`` when the conversion fails (a bad input, too many bad records,
+        no record kept).
         """
         with StoreWriter(out, image_roots=self.image_roots(), split=split, settings=settings, overwrite=overwrite,
                          inputs=[str(p) for p in inputs]) as w:
             conv = Conversion(self.source, w, max_bad_fraction=max_bad_fraction, limit=limit, echo=echo)
             self.convert(w, conv)
             conv.check(final=True)
+            conv.check_kept()
             w.note_source(self.source, read=conv.read, kept=conv.kept)
             manifest = w.close()
         return manifest, conv

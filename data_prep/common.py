@@ -1,7 +1,9 @@
 """What every converter shares: record accounting, bad-record policy, text cleaning, file opening."""
 
+import ast
 import gzip
 import io
+import math
 import os
 import sys
 import unicodedata
@@ -20,6 +22,10 @@ from kgclip.store import StoreWriter
 MAX_TEXT_CHARS = 300
 """Longer entity texts are cut to this many characters (and counted as ``text cut``)."""
 MAX_REPORTED = 5
+BOM = "\ufeff"
+"""A UTF-8 byte order mark, dropped from the start of a file."""
+IMAGE_ESCAPES = "image path escapes its image root"
+"""The skip reason of an image path that leads outside its image folder."""
 T = TypeVar("T")
 
 
@@ -108,6 +114,14 @@ class Conversion:
                 f"fraction {self.max_bad_fraction}; fix the input or raise --max-bad-fraction"
             )
 
+    def check_kept(self) -> None:
+        """Raise :class:`SourceError` when no record was kept: an empty store is never written."""
+        if self.kept:
+            return
+        skipped = self.bad + self.filtered
+        why = f" (skipped {', '.join(f'{r} {n}' for r, n in skipped.most_common())})" if skipped else ""
+        raise SourceError(f"{self.source}: no record kept of {self.read} read{why}; no store written")
+
     def summary(self) -> str:
         parts = [f"{self.source}: read {self.read}, kept {self.kept}"]
         skipped = self.bad + self.filtered
@@ -130,6 +144,63 @@ def clean_text(text: object, conv: Conversion | None = None, max_chars: int = MA
         if conv is not None:
             conv.note("text cut")
     return text
+
+
+def as_int(value: object) -> int | None:
+    """A JSON integer as an int (also ``3.0``); None for anything else (strings, booleans, null, NaN, lists)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def as_number(value: object) -> float | None:
+    """A finite JSON number as a float; None for anything else (strings such as ``"NaN"``, booleans, null, infinities)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class ImageRoot:
+    """A source's image folder: the image paths of its records must lead to files below it.
+
+    Args:
+        path: the folder (``--images``).
+        check: the images are checked during conversion (the folder must exist, and a path is
+            followed through symbolic links as it will be at load time); without it the path is
+            checked as written (no ``..`` above the folder, not absolute) and the disk is not touched.
+
+    Raises:
+        SourceError: the folder is a file, or (with ``check``) does not exist.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, check: bool = True) -> None:
+        self.path, self.check = Path(path), check
+        if self.path.exists() and not self.path.is_dir():
+            raise SourceError(f"{self.path}: is a file, not an image folder")
+        if check and not self.path.is_dir():
+            raise SourceError(f"{self.path}: image folder not found")
+        self._real = os.path.realpath(self.path)
+        self._prefix = self._real.rstrip(os.sep) + os.sep
+
+    def inside(self, relative: object) -> bool:
+        """True when ``relative`` (a path as a record gives it) leads below the folder."""
+        if not isinstance(relative, str) or not relative or "\x00" in relative or os.path.isabs(relative):
+            return False
+        joined = os.path.join(self._real, relative)
+        try:
+            full = os.path.realpath(joined) if self.check else os.path.normpath(joined)
+        except (OSError, ValueError):
+            return False
+        return full.startswith(self._prefix)
+
+    def is_file(self, relative: str) -> bool:
+        """True when ``relative`` is a file (always, without ``check``)."""
+        return not self.check or (self.path / relative).is_file()
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
@@ -165,18 +236,79 @@ def iter_lines(path: Path, conv: Conversion) -> Iterator[tuple[int, str]]:
             except UnicodeDecodeError:
                 conv.skip("not UTF-8", f"{path}:{lineno}")
                 continue
+            if lineno == 1:
+                line = line.removeprefix(BOM)
             yield lineno, line.rstrip("\r\n")
+
+
+class _Tracked:
+    """A binary file that remembers how far it was read and its last chunk (to place a JSON error)."""
+
+    def __init__(self, f: io.BufferedIOBase) -> None:
+        self.f, self.pos, self.chunk, self.chunk_start = f, 0, b"", 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        if data:
+            self.chunk, self.chunk_start = data, self.pos
+            self.pos += len(data)
+        return data
+
+
+_YAJL_CARET = 40
+"""The column of yajl's ``^`` under the text around an error (``yajl_get_error`` with ``verbose``)."""
+
+
+def _json_error(path: Path, exc: Exception, f: _Tracked, n: int) -> SourceError:
+    """One line for invalid JSON: the file, the offset of the bad byte (when it can be told), the parser's reason, the text there."""
+    msg = str(exc)
+    raw = msg.encode("utf-8", "replace")
+    if msg.startswith(("b'", 'b"')):  # yajl's message as a bytes repr when the text around is not UTF-8
+        try:
+            raw = ast.literal_eval(msg)
+        except (ValueError, SyntaxError):
+            pass
+    lines = raw.splitlines() if isinstance(raw, bytes) else []
+    reason = lines[0].decode("utf-8", "replace").strip() if lines else type(exc).__name__
+    offset = f.pos if "premature EOF" in reason else None
+    if offset is None and len(lines) >= 2 and lines[1].strip() and reason.startswith(("parse error", "lexical error")):
+        # yajl prints the 30 bytes before the place it stopped (padded so that this place is at
+        # column 40) and puts a caret under it; newlines and tabs are shown as spaces.
+        context = lines[1]
+        lead = len(context) - len(context.lstrip(b" "))
+        if lead > 10:  # within the chunk's first 30 bytes: the padding tells where
+            offset = f.chunk_start + _YAJL_CARET - lead - 1
+        else:
+            before = context[lead:_YAJL_CARET]
+            chunk = f.chunk.replace(b"\n", b" ").replace(b"\t", b" ")
+            at = chunk.find(before)
+            if at >= 0 and chunk.find(before, at + 1) < 0:
+                offset = f.chunk_start + at + len(before) - 1
+    if offset is None:
+        return SourceError(f"{path}: invalid JSON in bytes {f.chunk_start}-{f.pos}, after {n} items ({reason})")
+    k = offset - f.chunk_start
+    around = f.chunk[max(0, k - 20): max(0, k + 10)]
+    near = f" near {around.decode('utf-8', 'backslashreplace')!r}" if around.strip() else ""
+    gz = " (uncompressed)" if path.suffix == ".gz" else ""
+    return SourceError(f"{path}: invalid JSON at byte offset {offset}{gz}, after {n} items ({reason}{near})")
 
 
 def iter_json(path: Path, prefix: str = "item", *, pairs: bool = False) -> Iterator[Any]:
     """Stream a large JSON file with ijson: the items under ``prefix`` (``"item"``: a top-level
     list's elements), or with ``pairs`` the (key, value) pairs of the object at ``prefix``.
-    Invalid JSON is one error naming the file and how far it got."""
+
+    A byte order mark at the start is dropped. Invalid JSON is one line naming the file, the
+    byte where it stops (when it can be told, else the range read last), the items read before
+    and the parser's reason."""
     n = 0
-    with open_binary(path) as f:
+    with open_binary(path) as raw:
+        if raw.read(len(BOM.encode())) != BOM.encode():
+            raw.seek(0)
+        f = _Tracked(raw)
+        f.pos = f.chunk_start = raw.tell()
         try:
             it = ijson.kvitems(f, prefix, use_float=True) if pairs else ijson.items(f, prefix, use_float=True)
             for n, item in enumerate(it, start=1):  # noqa: B007
                 yield item
         except ijson.JSONError as exc:
-            raise SourceError(f"{path}: invalid JSON after item {n} ({exc})") from None
+            raise _json_error(path, exc, f, n) from None

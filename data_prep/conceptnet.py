@@ -11,6 +11,7 @@ node once (to add it to the store).
 """
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -113,6 +114,10 @@ class ConceptNet(Converter):
     min_weight: float | None = option(None, help="drop assertions lighter than this", type=float)
     block_size: int = 1 << 24
     """Bytes per parsed block (not an option)."""
+
+    def check(self) -> None:
+        if self.min_weight is not None and not math.isfinite(self.min_weight):
+            raise SourceError(f"--min-weight must be a finite number, got {self.min_weight}")
 
     def convert(self, writer: StoreWriter, conv: Conversion) -> None:
         """Stream the dump in blocks; both ends must be in ``lang``, the relation in ``relations``."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.base import Converter, option, resolved
-from data_prep.common import Conversion, clean_text, iter_json, iter_lines, require_file
+from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, as_int, clean_text, iter_json, iter_lines, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -79,41 +79,71 @@ class Pairs(Converter):
             self._tsv(writer, conv, rels)
 
     def _coco(self, writer: StoreWriter, conv: Conversion, rels: tuple[int, int]) -> None:
-        """COCO captions: ``images`` (``id``, ``file_name``) and ``annotations`` (``image_id``, ``caption``)."""
+        """COCO captions: ``images`` (``id``, ``file_name``) and ``annotations`` (``image_id``, ``caption``).
+
+        An image record without an integer ``id`` and a ``file_name`` is a bad skip (its captions
+        then name an unknown image); a ``file_name`` leading outside ``--images`` makes each of its
+        captions a bad skip.
+        """
         captions = require_file(self.coco, "COCO captions file")
-        root = Path(self.images)
+        root = ImageRoot(self.images, check=self.check_images)
         files: dict[int, str | None] = {}
-        for img in iter_json(captions, "images.item"):
-            try:
-                name = str(img["file_name"])
-                files[int(img["id"])] = name if not self.check_images or (root / name).is_file() else None
-            except (KeyError, TypeError, ValueError):
-                raise SourceError(f"{captions}: an image record lacks id or file_name: {str(img)[:120]}") from None
-        if not files:
+        escapes: dict[int, str] = {}
+        n_images = 0
+        for k, img in enumerate(iter_json(captions, "images.item")):
+            n_images += 1
+            iid = as_int(img.get("id")) if isinstance(img, dict) else None
+            name = img.get("file_name") if isinstance(img, dict) else None
+            if iid is None or not isinstance(name, str) or not name:
+                conv.skip("image record lacks an integer id or a file_name", f"{captions}: image {k}")
+                continue
+            if not root.inside(name):
+                escapes[iid] = name
+                continue
+            files[iid] = name if root.is_file(name) else None
+        if not n_images:
             raise SourceError(f"{captions}: no 'images' list (not a COCO captions file?)")
         annotations = progress.bar(iter_json(captions, "annotations.item"), desc="coco captions", unit=" captions")
+        n_annotations = 0
         for k, ann in conv.records(enumerate(annotations)):
+            n_annotations += 1
             where = f"{captions}: annotation {k}"
             if not isinstance(ann, dict) or "image_id" not in ann:
                 conv.skip("annotation lacks image_id", where)
                 continue
-            name = files.get(int(ann["image_id"]), "")
+            iid = as_int(ann["image_id"])
+            if iid is None:
+                conv.skip("image_id is not an integer", f"{where} (image_id {str(ann['image_id'])[:40]!r})")
+                continue
+            if iid in escapes:
+                conv.skip(IMAGE_ESCAPES, f"{where} (image {iid}, file_name {escapes[iid]!r})")
+                continue
+            name = files.get(iid, "")
             if name == "":
                 conv.skip("image_id not in images", where)
                 continue
             if name is None:
                 conv.skip("image file missing", where, bad=False)
                 continue
+            cid = ann.get("id", k)
+            if isinstance(cid, bool) or not isinstance(cid, int | str):
+                conv.skip("annotation id is not an integer or string", where)
+                continue
             caption = clean_text(ann.get("caption"), conv)
             if not caption:
                 conv.skip("empty caption", where)
                 continue
-            _add_pair(writer, conv, f"{conv.source}:{name}", name, f"{conv.source}:caption/{ann.get('id', k)}", caption, rels)
+            if writer.entity_id(f"{conv.source}:caption/{cid}") is not None:
+                conv.skip("annotation id seen before", f"{where} (id {cid})")
+                continue
+            _add_pair(writer, conv, f"{conv.source}:{name}", name, f"{conv.source}:caption/{cid}", caption, rels)
+        if not n_annotations and not conv.done():
+            raise SourceError(f"{captions}: no 'annotations' list, or an empty one (not a COCO captions file?)")
 
     def _tsv(self, writer: StoreWriter, conv: Conversion, rels: tuple[int, int]) -> None:
         """``image path <TAB> caption`` lines; paths relative to the TSV's folder."""
         path = require_file(self.tsv, "pairs TSV")
-        root = path.parent
+        root = ImageRoot(path.parent, check=self.check_images)
         for lineno, line in progress.bar(iter_lines(path, conv), desc="pairs", unit=" lines"):
             fields = line.split("\t")
             if len(fields) != 2:
@@ -125,7 +155,10 @@ class Pairs(Converter):
             if not image or not caption:
                 conv.skip("empty image path or caption", f"{path}:{lineno}")
                 continue
-            if self.check_images and not (root / image).is_file():
+            if not root.inside(image):
+                conv.skip(IMAGE_ESCAPES, f"{path}:{lineno} ({image!r})")
+                continue
+            if not root.is_file(image):
                 conv.skip("image file missing", f"{path}:{lineno}", bad=False)
                 continue
             _add_pair(writer, conv, f"{conv.source}:{image}", image, f"{conv.source}:caption/{lineno}", caption, rels)
@@ -138,33 +171,47 @@ class Pairs(Converter):
         as train, ``val`` as valid); an image without ``split`` is an error naming the file.
         """
         path = require_file(self.karpathy, "Karpathy split JSON")
-        root = Path(self.images)
-        if self.check_images and not root.is_dir():
-            raise SourceError(f"{root}: image folder not found")
+        root = ImageRoot(self.images, check=self.check_images)
         n_images = 0
 
-        def sentences(images: Any) -> Iterator[tuple[str, str | None, str, int, Any]]:
+        def sentences(images: Any) -> Iterator[tuple[str, str, tuple[str, bool] | None, str, int, Any, Any]]:
+            """(image path, split, (skip reason, bad) or None, where, sentence number, image, sentence) per sentence."""
             nonlocal n_images
             for i, img in enumerate(images):
                 n_images += 1
                 name, split = _karpathy_image(path, i, img)
-                present = not self.check_images or (root / name).is_file()
-                for k, sent in enumerate(img.get("sentences") if isinstance(img.get("sentences"), list) else []):
-                    yield name, split if present else None, f"{path}: image {i} ({name}), sentence {k}", k, (img, sent)
+                skip = None if root.inside(name) else (IMAGE_ESCAPES, True)
+                if skip is None and not root.is_file(name):
+                    skip = ("image file missing", False)
+                sents = img.get("sentences")
+                if not isinstance(sents, list):
+                    yield name, split, ("sentences is not a list", True), f"{path}: image {i} ({name!r:.80})", 0, img, None
+                    continue
+                for k, sent in enumerate(sents):
+                    yield name, split, skip, f"{path}: image {i} ({name!r:.80}), sentence {k}", k, img, sent
 
         images = progress.bar(iter_json(path, "images.item"), desc=f"{conv.source} (Karpathy)", unit=" images")
-        for name, split, where, k, (img, sent) in conv.records(sentences(images)):
-            if split is None:
-                conv.skip("image file missing", where, bad=False)
+        for name, split, skip, where, k, img, sent in conv.records(sentences(images)):
+            if skip is not None:
+                conv.skip(skip[0], where, bad=skip[1])
                 continue
-            raw = sent.get("raw") if isinstance(sent, dict) else None
-            if not isinstance(raw, str) and isinstance(sent, dict) and isinstance(sent.get("tokens"), list):
+            if not isinstance(sent, dict):
+                conv.skip("sentence is not a JSON object", where)
+                continue
+            raw = sent.get("raw")
+            if not isinstance(raw, str) and isinstance(sent.get("tokens"), list):
                 raw = " ".join(str(t) for t in sent["tokens"])
             caption = clean_text(raw, conv)
             if not caption:
                 conv.skip("empty caption", where)
                 continue
             sentid = sent.get("sentid", f"{img.get('imgid', name)}/{k}")
+            if isinstance(sentid, bool) or not isinstance(sentid, int | str):
+                conv.skip("sentid is not an integer or string", where)
+                continue
+            if writer.entity_id(f"{conv.source}:caption/{sentid}") is not None:
+                conv.skip("sentid seen before", f"{where} (sentid {sentid})")
+                continue
             _add_pair(writer, conv, f"{conv.source}:{name}", name, f"{conv.source}:caption/{sentid}", caption, rels, split=split)
         if n_images == 0:
             raise SourceError(f"{path}: no 'images' list, or an empty one (not a Karpathy split file?)")
@@ -175,9 +222,10 @@ def _karpathy_image(path: Path, i: int, img: Any) -> tuple[str, str]:
     if not isinstance(img, dict) or not isinstance(img.get("filename"), str) or not img["filename"]:
         raise SourceError(f"{path}: image {i} has no 'filename' (not a Karpathy split file?)")
     if "split" not in img:
-        raise SourceError(f"{path}: image {i} ({img['filename']}) has no 'split' field (not a Karpathy split file?)")
+        raise SourceError(f"{path}: image {i} ({img['filename']!r:.80}) has no 'split' field (not a Karpathy split file?)")
     split = KARPATHY_SPLITS.get(img["split"]) if isinstance(img["split"], str) else None
     if split is None:
-        raise SourceError(f"{path}: image {i} ({img['filename']}): unknown split {img['split']!r} (expected one of {sorted(KARPATHY_SPLITS)})")
+        raise SourceError(f"{path}: image {i} ({img['filename']!r:.80}): unknown split {img['split']!r:.40} "
+                          f"(expected one of {sorted(KARPATHY_SPLITS)})")
     folder = img.get("filepath")
     return (f"{folder}/{img['filename']}" if isinstance(folder, str) and folder else img["filename"]), split

@@ -86,6 +86,8 @@ class Triples(Converter):
             raise SourceError("give either one triples FILE (split by kgclip) or --train [--valid] [--test] (splits kept as given)")
         if given and not self.train:
             raise SourceError("--valid/--test need --train")
+        if not self.delimiter:
+            raise SourceError("--delimiter is empty; give the field separator (TAB for a tab)")
 
     def files(self) -> list[tuple[str, str | None]]:
         """(path, split) per file to read; the split is None for a file kgclip splits."""

@@ -14,11 +14,12 @@ split.
 import dataclasses
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from data_prep.base import Converter, option, resolved
-from data_prep.common import Conversion, clean_text, iter_json, require_file
+from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, as_int, as_number, clean_text, iter_json, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -42,19 +43,24 @@ class ImageIndex:
     """image_id -> (relative path, width, height), from image_data.json.
 
     The file lies in ``VG_100K/`` or ``VG_100K_2/`` (the url names which); with ``check`` the
-    folders are searched and a missing file gives None.
+    folders are searched and a missing file gives None, as does a file whose symbolic link leads
+    outside the image folder (its id is then in :attr:`escaping`). A record without an integer
+    id and a positive integer width and height is a counted bad skip.
     """
 
-    def __init__(self, image_data: Path, root: Path, check: bool) -> None:
-        self.root, self.check = root, check
+    def __init__(self, image_data: Path, root: ImageRoot, conv: Conversion) -> None:
+        self.root = root
         self.info: dict[int, tuple[str | None, int, int]] = {}
-        for item in iter_json(image_data):
-            iid = item.get("image_id", item.get("id"))
-            if iid is None or "width" not in item or "height" not in item:
-                raise SourceError(f"{image_data}: an image record lacks image_id/id, width or height: {str(item)[:120]}")
-            url = item.get("url") or ""
-            m = re.search(r"(VG_100K(?:_2)?)/[^/]+$", url)
-            self.info[int(iid)] = (m.group(1) if m else None, int(item["width"]), int(item["height"]))
+        self.escaping: set[int] = set()
+        for k, item in enumerate(iter_json(image_data)):
+            iid = as_int(item.get("image_id", item.get("id"))) if isinstance(item, dict) else None
+            width, height = (as_int(item.get(f)) for f in ("width", "height")) if isinstance(item, dict) else (None, None)
+            if iid is None or width is None or height is None or width <= 0 or height <= 0:
+                conv.skip("image record lacks an integer image_id/id or a positive integer width and height", f"{image_data}: record {k}")
+                continue
+            url = item.get("url")
+            m = re.search(r"(VG_100K(?:_2)?)/[^/]+$", url) if isinstance(url, str) else None
+            self.info[iid] = (m.group(1) if m else None, width, height)
         self._resolved: dict[int, str | None] = {}
 
     def path(self, image_id: int) -> str | None:
@@ -64,14 +70,17 @@ class ImageIndex:
         candidates = ([folder] if folder else []) + [d for d in IMAGE_DIRS if d != folder] + [""]
         name = f"{image_id}.jpg"
         found: str | None = None
-        if not self.check:
+        if not self.root.check:
             found = f"{candidates[0]}/{name}" if candidates[0] else name
         else:
             for d in candidates:
                 rel = f"{d}/{name}" if d else name
-                if (self.root / rel).is_file():
+                if self.root.is_file(rel):
                     found = rel
                     break
+        if found is not None and not self.root.inside(found):
+            self.escaping.add(image_id)
+            found = None
         self._resolved[image_id] = found
         return found
 
@@ -107,19 +116,25 @@ class _Regions:
         if not isinstance(obj, dict):
             self.conv.skip("object is not a JSON object", where)
             return None
-        try:
-            oid = int(obj["object_id"])
-            x, y, w, h = (float(obj[k]) for k in ("x", "y", "w", "h"))
-        except (KeyError, TypeError, ValueError) as exc:
-            self.conv.skip(f"object lacks a valid {exc.args[0] if isinstance(exc, KeyError) else 'box'}", where)
+        oid = as_int(obj.get("object_id"))
+        if oid is None:
+            self.conv.skip("object lacks an integer object_id", where)
             return None
+        box = [as_number(obj.get(k)) for k in ("x", "y", "w", "h")]
+        if None in box:
+            self.conv.skip("object lacks a box of four finite numbers x, y, w, h", where)
+            return None
+        x, y, w, h = box
         key = f"{SOURCE}:object/{oid}"
         eid = self.w.entity_id(key)
         if eid is not None:
             return eid
         path = self.images.path(image_id)
         if path is None:
-            self.conv.skip("image file missing", where, bad=False)
+            if image_id in self.images.escaping:
+                self.conv.skip(IMAGE_ESCAPES, f"{where} ({self.images.root.path}: link of image {image_id} leads outside)")
+            else:
+                self.conv.skip("image file missing", where, bad=False)
             return None
         _, width, height = self.images.info[image_id]
         x0, y0 = max(0.0, x), max(0.0, y)
@@ -142,15 +157,31 @@ class _Regions:
         return eid
 
 
-def _relationships(items: Any, index: ImageIndex) -> Any:
-    """(image id, relationship number, relationship) per relationship; (id, None, None) for an image not in image_data.json."""
-    for item in items:
-        iid = item.get("image_id", item.get("id")) if isinstance(item, dict) else None
-        if iid is None or int(iid) not in index.info:
-            yield iid, None, None
+def _image_entry(item: Any, k: int, index: ImageIndex, field: str, path: Path) -> tuple[int, list, None] | tuple[None, None, tuple[str, str]]:
+    """(image id, its list under ``field``, None) for entry ``k`` of relationships/objects/attributes.json,
+    or (None, None, (skip reason, where)) when the entry lacks an integer image id, names an image
+    not in image_data.json, or its ``field`` is not a list (a missing or null one is empty)."""
+    iid = as_int(item.get("image_id", item.get("id"))) if isinstance(item, dict) else None
+    if iid is None:
+        return None, None, ("image entry lacks an integer image_id/id", f"{path}: entry {k}")
+    if iid not in index.info:
+        return None, None, ("image not in image_data.json", f"{path}: image {iid}")
+    value = item.get(field)
+    if value is not None and not isinstance(value, list):
+        return None, None, (f"'{field}' is not a list", f"{path}: image {iid}")
+    return iid, value or [], None
+
+
+def _relationships(items: Any, index: ImageIndex, path: Path) -> Iterator[tuple[int | None, int | None, Any, tuple[str, str] | None]]:
+    """(image id, relationship number, relationship, None) per relationship; (None, None, None, (reason, where))
+    for an image entry that is bad as a whole (one record)."""
+    for k, item in enumerate(items):
+        iid, rels, problem = _image_entry(item, k, index, "relationships", path)
+        if problem is not None:
+            yield None, None, None, problem
             continue
-        for j, rel in enumerate(item.get("relationships") or []):
-            yield int(iid), j, rel
+        for j, rel in enumerate(rels):
+            yield iid, j, rel, None
 
 
 @dataclasses.dataclass
@@ -170,6 +201,10 @@ class VisualGenome(Converter):
     with_names: bool = option(False, help="add (region, is a, name) text triplets")
     check_images: bool = option(True, help="trust image paths without stat", flag="--no-check-images")
 
+    def check(self) -> None:
+        if self.min_predicate_count < 1:
+            raise SourceError(f"--min-predicate-count must be at least 1, got {self.min_predicate_count}")
+
     def image_roots(self) -> dict[str, str]:
         return {SOURCE: resolved(self.images)}
 
@@ -177,26 +212,24 @@ class VisualGenome(Converter):
         """Regions of each relationship (deduplicated by object_id), then objects and attributes."""
         image_data = require_file(self.image_data, "image_data.json")
         relationships = require_file(self.relationships, "relationships.json")
-        root = Path(self.images)
-        if self.check_images and not root.is_dir():
-            raise SourceError(f"{root}: image folder not found")
-        index = ImageIndex(image_data, root, self.check_images)
+        index = ImageIndex(image_data, ImageRoot(self.images, check=self.check_images), conv)
         regions = _Regions(writer, conv, index, self.with_names)
 
         keep: set[str] | None = None
         if self.min_predicate_count > 1:
             counts: Counter[str] = Counter()
             for item in progress.bar(iter_json(relationships), desc="visual genome: counting predicates", unit=" images"):
-                for rel in item.get("relationships") or []:
+                rels = item.get("relationships") if isinstance(item, dict) else None
+                for rel in rels if isinstance(rels, list) else []:
                     if isinstance(rel, dict) and isinstance(rel.get("predicate"), str):
                         counts[normalise_predicate(rel["predicate"])] += 1
             keep = {p for p, n in counts.items() if n >= self.min_predicate_count}
 
         rel_ids: dict[str, int] = {}
         items = progress.bar(iter_json(relationships), desc="visual genome", unit=" images")
-        for iid, j, rel in conv.records(_relationships(items, index)):
-            if j is None:
-                conv.skip("image not in image_data.json", f"{relationships}: image {iid}")
+        for iid, j, rel, problem in conv.records(_relationships(items, index, relationships)):
+            if problem is not None:
+                conv.skip(*problem)
                 continue
             where = f"{relationships}: image {iid}, relationship {j}"
             if not isinstance(rel, dict) or not isinstance(rel.get("predicate"), str):
@@ -222,24 +255,39 @@ class VisualGenome(Converter):
 
         if self.objects is not None:
             objects = require_file(self.objects, "objects.json")
-            for item in progress.bar(iter_json(objects), desc="visual genome objects", unit=" images"):
-                iid = int(item.get("image_id", item.get("id", -1)))
-                if iid in index.info:
-                    for k, obj in enumerate(item.get("objects") or []):
-                        regions.entity(iid, obj, f"{objects}: image {iid}, object {k}")
+            for iid, objs in self._entries(objects, "objects", index, conv):
+                for k, obj in enumerate(objs):
+                    regions.entity(iid, obj, f"{objects}: image {iid}, object {k}")
         if self.attributes is not None:
             attributes = require_file(self.attributes, "attributes.json")
             has_attr = writer.add_relation(*HAS_ATTRIBUTE)
-            for item in progress.bar(iter_json(attributes), desc="visual genome attributes", unit=" images"):
-                iid = int(item.get("image_id", item.get("id", -1)))
-                if iid not in index.info:
-                    continue
-                for k, obj in enumerate(item.get("attributes") or []):
-                    eid = regions.entity(iid, obj, f"{attributes}: image {iid}, object {k}")
+            for iid, objs in self._entries(attributes, "attributes", index, conv):
+                for k, obj in enumerate(objs):
+                    where = f"{attributes}: image {iid}, object {k}"
+                    eid = regions.entity(iid, obj, where)
                     if eid is None:
                         continue
-                    for a in obj.get("attributes") or []:
+                    values = obj.get("attributes")
+                    if values is not None and not isinstance(values, list):
+                        conv.skip("an object's 'attributes' is not a list", where)
+                        continue
+                    for a in values or []:
+                        if not isinstance(a, str):
+                            conv.skip("attribute is not a string", where)
+                            continue
                         text = clean_text(a, conv)
                         if text:
                             aid = writer.add_entity(f"{SOURCE}:attribute/{text.lower()}", "text", text=text.lower(), source=SOURCE)
                             writer.add_triplet(eid, has_attr, aid, source=SOURCE, group=image_group(iid))
+
+    @staticmethod
+    def _entries(path: Path, field: str, index: ImageIndex, conv: Conversion) -> Iterator[tuple[int, list]]:
+        """(image id, list under ``field``) per entry of objects/attributes.json; an entry of an
+        image not in image_data.json is passed over (its relationships were counted already)."""
+        for k, item in enumerate(progress.bar(iter_json(path), desc=f"visual genome {field}", unit=" images")):
+            iid, values, problem = _image_entry(item, k, index, field, path)
+            if problem is not None:
+                if problem[0] != "image not in image_data.json":
+                    conv.skip(*problem)
+                continue
+            yield iid, values

@@ -15,11 +15,10 @@ draws a triplet; splits and filtered ranking work on concepts.
 
 import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from data_prep.base import Converter, option, resolved
-from data_prep.common import Conversion, clean_text, iter_json, require_file
+from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, clean_text, iter_json, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -72,19 +71,28 @@ class VisualSem(Converter):
         lang, check_images = self.lang, self.check_images
         nodes, tuples, glosses = (require_file(p, n) for p, n in ((self.nodes, "nodes.v2.json"), (self.tuples, "tuples.v2.json"),
                                                                   (self.glosses, "nodes.glosses.json")))
-        root = Path(self.images)
-        if check_images and not root.is_dir():
-            raise SourceError(f"{root}: image folder not found")
+        root = ImageRoot(self.images, check=check_images)
 
         node_images: dict[str, list[str]] = {}
         missing = 0
         for bn, info in progress.bar(iter_json(nodes, "", pairs=True), desc="visualsem nodes", unit=" nodes"):
-            ims = [h for h in (info.get("ims") or []) if isinstance(h, str) and h] if isinstance(info, dict) else []
-            if check_images:
-                present = [h for h in ims if (root / image_path(h)).is_file()]
-                missing += len(ims) - len(present)
-                ims = present
-            node_images[bn] = ims
+            ims = info.get("ims") if isinstance(info, dict) else None
+            if not isinstance(ims, list):
+                if ims is not None or not isinstance(info, dict):
+                    conv.skip("node's 'ims' is not a list", f"{nodes}: node {bn}")
+                node_images[bn] = []
+                continue
+            kept = []
+            for h in ims:
+                if not isinstance(h, str) or not h:
+                    conv.skip("image hash is not a string", f"{nodes}: node {bn}")
+                elif not root.inside(image_path(h)):
+                    conv.skip(IMAGE_ESCAPES, f"{nodes}: node {bn}, image {h!r:.80}")
+                elif not root.is_file(image_path(h)):
+                    missing += 1
+                else:
+                    kept.append(h)
+            node_images[bn] = kept
         if missing:
             conv.note("image file missing", missing)
 
@@ -95,10 +103,16 @@ class VisualSem(Converter):
                     raise SourceError(f"{glosses}: first item must be {{\"available_languages\": [...]}}")
                 continue
             if not isinstance(item, dict):
+                conv.skip("gloss item is not a JSON object", f"{glosses}: item {k}")
                 continue
             for bn, by_lang in item.items():
-                texts = [clean_text(g, conv) for g in (by_lang or {}).get(lang, [])] if isinstance(by_lang, dict) else []
-                node_glosses[bn] = [t for t in texts if t]
+                texts = by_lang.get(lang, []) if isinstance(by_lang, dict) else None
+                if not isinstance(texts, list):
+                    conv.skip("glosses of a node are not {language: [gloss, ...]}", f"{glosses}: item {k}, node {bn}")
+                    continue
+                if not all(isinstance(g, str) for g in texts):
+                    conv.skip("gloss is not a string", f"{glosses}: item {k}, node {bn}")
+                node_glosses[bn] = [t for t in (clean_text(g, conv) for g in texts) if t]
 
         rel_ids: dict[str, int] = {}
         canonical: dict[str, int] = {}

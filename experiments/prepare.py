@@ -7,6 +7,7 @@ progress bar, and ends with a summary of records read, kept and skipped by reaso
 
 import argparse
 import dataclasses
+import math
 from pathlib import Path
 
 from data_prep.base import Converter
@@ -31,7 +32,19 @@ def _split(args: argparse.Namespace) -> SplitConfig:
         ratios = tuple(float(x) for x in args.split_ratios.split(","))
     except ValueError:
         raise ConfigError(f"--split-ratios: expected three numbers like 0.9,0.05,0.05, got {args.split_ratios!r}") from None
-    return SplitConfig(ratios=ratios, seed=args.split_seed)  # type: ignore[arg-type]
+    try:
+        return SplitConfig(ratios=ratios, seed=args.split_seed)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        flag = "--split-seed" if "seed" in str(exc) else "--split-ratios"
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """The options every converter verb takes: impossible values are one-line errors before anything is read."""
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    if not (math.isfinite(args.max_bad_fraction) and 0 <= args.max_bad_fraction <= 1):
+        raise ConfigError(f"--max-bad-fraction must be a number from 0 to 1, got {args.max_bad_fraction}")
 
 
 def add_converter_options(p: argparse.ArgumentParser, cls: type[Converter]) -> None:
@@ -82,9 +95,11 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_common(args)
+    split = _split(args)
     converter = converter_class(args.source).from_values(vars(args))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
-    manifest, conv = converter.write(args.out, split=_split(args), settings=settings, overwrite=args.overwrite, inputs=_inputs(args),
+    manifest, conv = converter.write(args.out, split=split, settings=settings, overwrite=args.overwrite, inputs=_inputs(args),
                                      max_bad_fraction=args.max_bad_fraction, limit=args.limit)
     print(conv.summary())
     c = manifest["counts"]

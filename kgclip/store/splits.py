@@ -13,6 +13,7 @@ train/valid/test files, the Karpathy split, stores merged) are kept as given; th
 entity pair also occurs in another split are counted, never removed.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +44,12 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         self.ratios = tuple(float(r) for r in self.ratios)  # type: ignore[assignment]
-        if len(self.ratios) != 3 or min(self.ratios) < 0 or abs(sum(self.ratios) - 1) > 1e-6:
+        if (len(self.ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in self.ratios)
+                or abs(sum(self.ratios) - 1) > 1e-6):
             raise ConfigError(f"split ratios must be three non-negative numbers summing to 1, got {self.ratios}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or not 0 <= self.seed < 2**64:
+            raise ConfigError(f"split seed must be an integer from 0 to 2**64-1, got {self.seed!r}")
+        self.seed = int(self.seed)
 
 
 @dataclass
