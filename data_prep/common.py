@@ -146,6 +146,12 @@ def clean_text(text: object, conv: Conversion | None = None, max_chars: int = MA
     return text
 
 
+def quoted(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for a message (one line), cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def as_int(value: object) -> int | None:
     """A JSON integer as an int (also ``3.0``); None for anything else (strings, booleans, null, NaN, lists)."""
     if isinstance(value, bool):
@@ -260,7 +266,7 @@ _YAJL_CARET = 40
 
 
 def _json_error(path: Path, exc: Exception, f: _Tracked, n: int) -> SourceError:
-    """One line for invalid JSON: the file, the offset of the bad byte (when it can be told), the parser's reason, the text there."""
+    """One line for invalid JSON: the file, the byte offset where the parser stopped (when it can be told), its reason, the text there."""
     msg = str(exc)
     raw = msg.encode("utf-8", "replace")
     if msg.startswith(("b'", 'b"')):  # yajl's message as a bytes repr when the text around is not UTF-8
@@ -272,18 +278,18 @@ def _json_error(path: Path, exc: Exception, f: _Tracked, n: int) -> SourceError:
     reason = lines[0].decode("utf-8", "replace").strip() if lines else type(exc).__name__
     offset = f.pos if "premature EOF" in reason else None
     if offset is None and len(lines) >= 2 and lines[1].strip() and reason.startswith(("parse error", "lexical error")):
-        # yajl prints the 30 bytes before the place it stopped (padded so that this place is at
-        # column 40) and puts a caret under it; newlines and tabs are shown as spaces.
+        # yajl prints the bytes before the place it stopped (30, or fewer padded with spaces at the
+        # start of a chunk, so that this place is at column 40; newlines and tabs shown as spaces).
         context = lines[1]
+        chunk = f.chunk.replace(b"\n", b" ").replace(b"\t", b" ")
         lead = len(context) - len(context.lstrip(b" "))
-        if lead > 10:  # within the chunk's first 30 bytes: the padding tells where
-            offset = f.chunk_start + _YAJL_CARET - lead - 1
+        if lead > 10 and chunk[:_YAJL_CARET - lead] == context[lead:_YAJL_CARET]:  # within the chunk's first 30 bytes
+            offset = f.chunk_start + _YAJL_CARET - lead
         else:
-            before = context[lead:_YAJL_CARET]
-            chunk = f.chunk.replace(b"\n", b" ").replace(b"\t", b" ")
+            before = context[10:_YAJL_CARET]
             at = chunk.find(before)
-            if at >= 0 and chunk.find(before, at + 1) < 0:
-                offset = f.chunk_start + at + len(before) - 1
+            if len(before) == 30 and at >= 0 and chunk.find(before, at + 1) < 0:
+                offset = f.chunk_start + at + len(before)
     if offset is None:
         return SourceError(f"{path}: invalid JSON in bytes {f.chunk_start}-{f.pos}, after {n} items ({reason})")
     k = offset - f.chunk_start

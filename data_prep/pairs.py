@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.base import Converter, option, resolved
-from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, as_int, clean_text, iter_json, iter_lines, require_file
+from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, as_int, clean_text, iter_json, iter_lines, quoted, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -113,10 +113,10 @@ class Pairs(Converter):
                 continue
             iid = as_int(ann["image_id"])
             if iid is None:
-                conv.skip("image_id is not an integer", f"{where} (image_id {str(ann['image_id'])[:40]!r})")
+                conv.skip("image_id is not an integer", f"{where} (image_id {quoted(ann['image_id'], 40)})")
                 continue
             if iid in escapes:
-                conv.skip(IMAGE_ESCAPES, f"{where} (image {iid}, file_name {escapes[iid]!r})")
+                conv.skip(IMAGE_ESCAPES, f"{where} (image {iid}, file_name {quoted(escapes[iid])})")
                 continue
             name = files.get(iid, "")
             if name == "":
@@ -134,7 +134,7 @@ class Pairs(Converter):
                 conv.skip("empty caption", where)
                 continue
             if writer.entity_id(f"{conv.source}:caption/{cid}") is not None:
-                conv.skip("annotation id seen before", f"{where} (id {cid})")
+                conv.skip("annotation id seen before", f"{where} (id {quoted(cid, 40)})")
                 continue
             _add_pair(writer, conv, f"{conv.source}:{name}", name, f"{conv.source}:caption/{cid}", caption, rels)
         if not n_annotations and not conv.done():
@@ -156,7 +156,7 @@ class Pairs(Converter):
                 conv.skip("empty image path or caption", f"{path}:{lineno}")
                 continue
             if not root.inside(image):
-                conv.skip(IMAGE_ESCAPES, f"{path}:{lineno} ({image!r})")
+                conv.skip(IMAGE_ESCAPES, f"{path}:{lineno} ({quoted(image)})")
                 continue
             if not root.is_file(image):
                 conv.skip("image file missing", f"{path}:{lineno}", bad=False)
@@ -185,10 +185,10 @@ class Pairs(Converter):
                     skip = ("image file missing", False)
                 sents = img.get("sentences")
                 if not isinstance(sents, list):
-                    yield name, split, ("sentences is not a list", True), f"{path}: image {i} ({name!r:.80})", 0, img, None
+                    yield name, split, ("sentences is not a list", True), f"{path}: image {i} ({quoted(name)})", 0, img, None
                     continue
                 for k, sent in enumerate(sents):
-                    yield name, split, skip, f"{path}: image {i} ({name!r:.80}), sentence {k}", k, img, sent
+                    yield name, split, skip, f"{path}: image {i} ({quoted(name)}), sentence {k}", k, img, sent
 
         images = progress.bar(iter_json(path, "images.item"), desc=f"{conv.source} (Karpathy)", unit=" images")
         for name, split, skip, where, k, img, sent in conv.records(sentences(images)):
@@ -210,7 +210,7 @@ class Pairs(Converter):
                 conv.skip("sentid is not an integer or string", where)
                 continue
             if writer.entity_id(f"{conv.source}:caption/{sentid}") is not None:
-                conv.skip("sentid seen before", f"{where} (sentid {sentid})")
+                conv.skip("sentid seen before", f"{where} (sentid {quoted(sentid, 40)})")
                 continue
             _add_pair(writer, conv, f"{conv.source}:{name}", name, f"{conv.source}:caption/{sentid}", caption, rels, split=split)
         if n_images == 0:
@@ -222,10 +222,10 @@ def _karpathy_image(path: Path, i: int, img: Any) -> tuple[str, str]:
     if not isinstance(img, dict) or not isinstance(img.get("filename"), str) or not img["filename"]:
         raise SourceError(f"{path}: image {i} has no 'filename' (not a Karpathy split file?)")
     if "split" not in img:
-        raise SourceError(f"{path}: image {i} ({img['filename']!r:.80}) has no 'split' field (not a Karpathy split file?)")
+        raise SourceError(f"{path}: image {i} ({quoted(img['filename'])}) has no 'split' field (not a Karpathy split file?)")
     split = KARPATHY_SPLITS.get(img["split"]) if isinstance(img["split"], str) else None
     if split is None:
-        raise SourceError(f"{path}: image {i} ({img['filename']!r:.80}): unknown split {img['split']!r:.40} "
+        raise SourceError(f"{path}: image {i} ({quoted(img['filename'])}): unknown split {quoted(img['split'], 40)} "
                           f"(expected one of {sorted(KARPATHY_SPLITS)})")
     folder = img.get("filepath")
     return (f"{folder}/{img['filename']}" if isinstance(folder, str) and folder else img["filename"]), split

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from data_prep.base import Converter, option, resolved
-from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, clean_text, iter_json, require_file
+from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, clean_text, iter_json, quoted, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -87,7 +87,7 @@ class VisualSem(Converter):
                 if not isinstance(h, str) or not h:
                     conv.skip("image hash is not a string", f"{nodes}: node {bn}")
                 elif not root.inside(image_path(h)):
-                    conv.skip(IMAGE_ESCAPES, f"{nodes}: node {bn}, image {h!r:.80}")
+                    conv.skip(IMAGE_ESCAPES, f"{nodes}: node {bn}, image {quoted(h)}")
                 elif not root.is_file(image_path(h)):
                     missing += 1
                 else:
