@@ -102,10 +102,11 @@ class Conversion:
         """Raise :class:`SourceError` when bad records exceed the allowed share.
 
         Before the end (``final=False``) it waits for 1,000 records, so one early bad line in a
-        big file does not stop it.
+        big file does not stop it. Bad entries of a source's other files (an image table, glosses)
+        count against the records read too; ``max_bad_fraction`` 1 never stops.
         """
         n_bad = sum(self.bad.values())
-        if not n_bad or (not final and self.read < 1000):
+        if not n_bad or (not final and self.read < 1000) or self.max_bad_fraction >= 1:
             return
         if n_bad > self.max_bad_fraction * max(self.read, 1):
             reasons = ", ".join(f"{r} {n}" for r, n in self.bad.most_common())

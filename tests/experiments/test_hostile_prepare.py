@@ -87,12 +87,12 @@ def _rel(i, s, o, pred="near"):
 
 
 def _visualsem(tmp, ims_b=("bb",), gloss_a=("a pet",)):
-    """Nodes A (gloss) and B (images ``ims_b``); tuple A related-to B."""
+    """Nodes A (gloss ``gloss_a``), B (images ``ims_b``, a gloss) and C (a gloss); tuples A related-to B, C is-a B."""
     write_image(tmp / "images" / "bb" / "bb.jpg")
-    (tmp / "nodes.v2.json").write_text(json.dumps({"bn:A": {"ims": []}, "bn:B": {"ims": list(ims_b)}}))
-    (tmp / "tuples.v2.json").write_text(json.dumps({"bn:B": [{"s": "bn:A", "r": "related-to"}]}))
+    (tmp / "nodes.v2.json").write_text(json.dumps({"bn:A": {"ims": []}, "bn:B": {"ims": list(ims_b)}, "bn:C": {}}))
+    (tmp / "tuples.v2.json").write_text(json.dumps({"bn:B": [{"s": "bn:A", "r": "related-to"}, {"s": "bn:C", "r": "is-a"}]}))
     glosses = [{"available_languages": ["en"]}, {"bn:A": {"en": gloss_a if isinstance(gloss_a, str) else list(gloss_a)}},
-               {"bn:B": {"en": ["a b node"]}}]
+               {"bn:B": {"en": ["a b node"]}, "bn:C": {"en": ["a c node"]}}]
     (tmp / "nodes.glosses.json").write_text(json.dumps(glosses))
     return ["visualsem", "--nodes", tmp / "nodes.v2.json", "--tuples", tmp / "tuples.v2.json", "--glosses", tmp / "nodes.glosses.json",
             "--images", tmp / "images"]
@@ -188,3 +188,194 @@ def test_10_visual_genome_nan_box_is_a_counted_skip_not_a_full_width_box(tmp_pat
     assert skipped(s, "visual_genome") == {reason: 3}
     boxes = {k: list(b) for k, b in zip(s.entities.key, s.entities.bbox, strict=True)}
     assert boxes == {"visual_genome:object/10": [1, 1, 5, 5], "visual_genome:object/11": [1, 1, 5, 5]}
+
+
+def test_10_visual_genome_attributes_given_as_a_string_are_a_counted_skip_not_letters(tmp_path, capsys):
+    man = _obj(10)
+    attributes = [{"image_id": 1, "attributes": [dict(man, attributes="red"), dict(_obj(11), attributes=["tall", 7])]}]
+    argv = _vg(tmp_path, [{"image_id": 1, "relationships": [_rel(1, man, _obj(11))]}], attributes=attributes)
+    err, s = converted(capsys, tmp_path, *argv, "--max-bad-fraction", 1, "--out", tmp_path / "s")
+    where = f"{tmp_path / 'attributes.json'}: image 1, object"
+    assert err == [f"{where} 0: an object's 'attributes' is not a list", f"{where} 1: attribute is not a string"]
+    assert sorted(s.entities.text.dropna()) == ["tall"]  # no attributes r, e, d
+    assert skipped(s, "visual_genome") == {"an object's 'attributes' is not a list": 1, "attribute is not a string": 1}
+
+
+def test_10_visualsem_gloss_given_as_a_string_is_a_counted_skip_not_one_gloss_per_character(tmp_path, capsys):
+    argv = _visualsem(tmp_path, gloss_a="a pet")
+    err, s = converted(capsys, tmp_path, *argv, "--max-bad-fraction", 1, "--out", tmp_path / "s")
+    assert err == [f"{tmp_path / 'nodes.glosses.json'}: item 1, node bn:A: glosses of a node are not {{language: [gloss, ...]}}"]
+    assert sorted(s.entities.text.dropna()) == ["a b node", "a c node"]  # node A has no view left: its tuple is a filtered skip
+    assert skipped(s, "visualsem") == {"glosses of a node are not {language: [gloss, ...]}": 1, "node without image or gloss": 1}
+
+
+def test_10_a_byte_order_mark_is_not_part_of_the_first_entity(tmp_path, capsys):
+    (tmp_path / "t.tsv").write_bytes("\ufeffdog\t/r/IsA\tanimal\ndog\t/r/IsA\tpet\n".encode())
+    err, s = converted(capsys, tmp_path, "triples", tmp_path / "t.tsv", "--out", tmp_path / "s")
+    assert err == [] and sorted(s.entities.key) == ["triples:animal", "triples:dog", "triples:pet"]
+    argv = _tsv(tmp_path / "p", "\ufeffa.jpg\ta red square\na.jpg\tred\n")
+    err, s = converted(capsys, tmp_path, *argv, "--out", tmp_path / "s2")
+    assert err == [] and _images(s) == ["a.jpg"]
+
+
+def test_10_a_byte_order_mark_before_json_is_dropped(tmp_path, capsys):
+    argv = _coco(tmp_path, [GOOD_IMAGE], GOOD_CAPTIONS)
+    path = tmp_path / "captions.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    err, s = converted(capsys, tmp_path, *argv, "--out", tmp_path / "s")
+    assert err == [] and len(s.triplets) == 4
+
+
+@pytest.fixture
+def triples(tmp_path):
+    (tmp_path / "t.tsv").write_text("dog\t/r/IsA\tanimal\ncat\t/r/IsA\tanimal\n")
+    return tmp_path / "t.tsv"
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--split-ratios", "nan,0,0", "--split-ratios: split ratios must be three non-negative numbers summing to 1, got (nan, 0.0, 0.0)"),
+    ("--split-ratios", "inf,-inf,1", "--split-ratios: split ratios must be three non-negative numbers summing to 1, got (inf, -inf, 1.0)"),
+    ("--split-seed", "-1", "--split-seed: split seed must be an integer from 0 to 2**64-1, got -1"),
+    ("--limit", "-5", "--limit must be at least 1, got -5"),
+    ("--limit", "0", "--limit must be at least 1, got 0"),
+    ("--max-bad-fraction", "nan", "--max-bad-fraction must be a number from 0 to 1, got nan"),
+    ("--max-bad-fraction", "2", "--max-bad-fraction must be a number from 0 to 1, got 2.0"),
+    ("--delimiter", "", "--delimiter is empty; give the field separator (TAB for a tab)"),
+])
+def test_10_11_impossible_options_are_one_line_and_nothing_is_written(tmp_path, capsys, triples, flag, value, message):
+    refused(capsys, tmp_path, "prepare", "triples", triples, flag, value, "--out", tmp_path / "s", match=f"kgclip prepare: error: {message}")
+
+
+def test_10_impossible_converter_options(tmp_path, capsys):
+    from tests.data_prep.fixtures import write_conceptnet
+
+    f = write_conceptnet(tmp_path / "a.csv")
+    refused(capsys, tmp_path, "prepare", "conceptnet", f, "--min-weight", "nan", "--out", tmp_path / "s",
+            match="kgclip prepare: error: --min-weight must be a finite number, got nan")
+    argv = _vg(tmp_path / "vg", [{"image_id": 1, "relationships": [_rel(1, _obj(10), _obj(11))]}])
+    refused(capsys, tmp_path, "prepare", *argv, "--min-predicate-count", "0", "--out", tmp_path / "s",
+            match="kgclip prepare: error: --min-predicate-count must be at least 1, got 0")
+
+
+def test_10_empty_inputs_are_one_line_and_no_store(tmp_path, capsys):
+    (tmp_path / "empty.tsv").write_text("")
+    refused(capsys, tmp_path, "prepare", "triples", tmp_path / "empty.tsv", "--out", tmp_path / "s",
+            match=f"kgclip prepare: error: {tmp_path / 'empty.tsv'}: empty file (no triple lines)")
+    (tmp_path / "blank.tsv").write_text("\n\n  \n")
+    refused(capsys, tmp_path, "prepare", "triples", "--train", tmp_path / "blank.tsv", "--out", tmp_path / "s",
+            match=f"kgclip prepare: error: {tmp_path / 'blank.tsv'}: empty file (no triple lines)")
+    argv = _tsv(tmp_path / "p", "")
+    refused(capsys, tmp_path, "prepare", *argv, "--out", tmp_path / "s", match="kgclip prepare: error: pairs: no record kept of 0 read; no store written")
+
+
+def test_10_a_conversion_that_keeps_nothing_is_one_line_and_no_store(tmp_path, capsys):
+    # every image file missing (a filtered skip, not a bad one): nothing to write
+    argv = _tsv(tmp_path / "p", "x.jpg\ta caption\ny.jpg\tanother\n")
+    refused(capsys, tmp_path, "prepare", *argv, "--out", tmp_path / "s",
+            match="kgclip prepare: error: pairs: no record kept of 2 read (skipped image file missing 2); no store written")
+    from tests.data_prep.fixtures import write_conceptnet
+
+    f = write_conceptnet(tmp_path / "a.csv")
+    refused(capsys, tmp_path, "prepare", "conceptnet", f, "--lang", "xx", "--out", tmp_path / "s",
+            match="kgclip prepare: error: conceptnet: no record kept of 9 read (skipped language not selected 8, ExternalURL relation 1)")
+
+
+@pytest.mark.parametrize("annotations", [{"id": 1, "image_id": 1, "caption": "x"}, "captions", None, []])
+def test_10_coco_annotations_that_are_not_a_list(tmp_path, capsys, annotations):
+    argv = _coco(tmp_path, [GOOD_IMAGE], annotations)
+    refused(capsys, tmp_path, "prepare", *argv, "--out", tmp_path / "s",
+            match=f"kgclip prepare: error: {tmp_path / 'captions.json'}: no 'annotations' list, or an empty one (not a COCO captions file?)")
+
+
+def test_10_images_that_is_a_file(tmp_path, capsys):
+    a_file = write_image(tmp_path / "a.jpg")
+    cases = {
+        "coco": _coco(tmp_path / "c", [GOOD_IMAGE], GOOD_CAPTIONS),
+        "karpathy": _karpathy(tmp_path / "k", "", "a.jpg"),
+        "vg": _vg(tmp_path / "vg", [{"image_id": 1, "relationships": [_rel(1, _obj(10), _obj(11))]}]),
+        "visualsem": _visualsem(tmp_path / "vs"),
+    }
+    for argv in cases.values():
+        argv[argv.index("--images") + 1] = a_file
+        for check in ([], ["--no-check-images"]):
+            refused(capsys, tmp_path, "prepare", *argv, *check, "--out", tmp_path / "s",
+                    match=f"kgclip prepare: error: {a_file}: is a file, not an image folder")
+
+
+def test_10_an_all_invalid_visual_genome_file(tmp_path, capsys):
+    rels = [{"image_id": 1, "relationships": [{"predicate": 5}, _rel(2, "man", "horse"), _rel(3, _obj("x"), _obj(11))]}, "junk", {"image_id": "1"}]
+    argv = _vg(tmp_path, rels)
+    before = snapshot(tmp_path)
+    rc, err, _ = run_cli(capsys, "prepare", *argv, "--out", tmp_path / "s")
+    path = tmp_path / "relationships.json"
+    assert rc == 2 and err == [
+        f"{path}: image 1, relationship 0: relationship without a predicate",
+        f"{path}: image 1, relationship 1: object is not a JSON object",
+        f"{path}: image 1, relationship 2: object lacks an integer object_id",
+        f"{path}: entry 1: image entry lacks an integer image_id/id",
+        f"{path}: entry 2: image entry lacks an integer image_id/id",
+        "kgclip prepare: error: visual_genome: 5 bad records of 5 read (image entry lacks an integer image_id/id 2, relationship without "
+        "a predicate 1, object is not a JSON object 1, object lacks an integer object_id 1) is above the allowed fraction 0.01; "
+        "fix the input or raise --max-bad-fraction",
+    ]
+    assert snapshot(tmp_path) == before
+    rc, err2, _ = run_cli(capsys, "prepare", *argv, "--max-bad-fraction", 1, "--out", tmp_path / "s")
+    assert rc == 2 and err2[:5] == err[:5] and err2[5:] == [
+        "kgclip prepare: error: visual_genome: no record kept of 5 read (skipped image entry lacks an integer image_id/id 2, "
+        "relationship without a predicate 1, object is not a JSON object 1, object lacks an integer object_id 1); no store written"]
+    assert snapshot(tmp_path) == before
+
+
+# -- 11. wrong types in converters: counted skips, never a traceback ------------------------------------------
+
+@pytest.mark.parametrize("image_id", ["1", None, [1], 1.5, True, {"id": 1}])
+def test_11_coco_image_id_of_a_wrong_type_is_a_counted_skip(tmp_path, capsys, image_id):
+    argv = _coco(tmp_path, [GOOD_IMAGE], [*GOOD_CAPTIONS, {"id": 3, "image_id": image_id, "caption": "odd"}])
+    err, s = converted(capsys, tmp_path, *argv, "--max-bad-fraction", 0.5, "--out", tmp_path / "s")
+    assert err == [f"{tmp_path / 'captions.json'}: annotation 2 (image_id {image_id!r}): image_id is not an integer"]
+    assert skipped(s, "coco") == {"image_id is not an integer": 1} and len(s.triplets) == 4
+
+
+def test_11_coco_image_records_of_wrong_types_are_counted_skips(tmp_path, capsys):
+    images = [GOOD_IMAGE, {"id": "2", "file_name": "b.jpg"}, {"id": 3, "file_name": ["c.jpg"]}, "d.jpg"]
+    argv = _coco(tmp_path, images, [*GOOD_CAPTIONS, *({"id": 10 + i, "image_id": i, "caption": "odd"} for i in (2, 3))])
+    err, s = converted(capsys, tmp_path, *argv, "--max-bad-fraction", 1, "--out", tmp_path / "s")
+    path = tmp_path / "captions.json"
+    assert err == [f"{path}: image {k}: image record lacks an integer id or a file_name" for k in (1, 2, 3)] + \
+                  [f"{path}: annotation {k}: image_id not in images" for k in (2, 3)]
+    assert skipped(s, "coco") == {"image record lacks an integer id or a file_name": 3, "image_id not in images": 2}
+
+
+def test_11_visual_genome_ids_and_widths_of_wrong_types_are_counted_skips(tmp_path, capsys):
+    image_data = [{"image_id": 1, "width": 40, "height": 30, "url": "https://x/VG_100K/1.jpg"}, {"image_id": "2", "width": 40, "height": 30},
+                  {"id": 3, "width": "40", "height": 30}, {"id": 4, "width": 40.5, "height": 30}, {"id": [5], "width": 40, "height": 30},
+                  {"id": 6, "width": 0, "height": 30}, {"id": 7, "width": 40, "height": None}, 8]
+    rels = [{"image_id": 1, "relationships": [_rel(1, _obj(10), _obj(11)), _rel(2, _obj(True), _obj(12))]}, {"image_id": [1]},
+            {"image_id": 1.0, "relationships": "near"}]
+    argv = _vg(tmp_path, rels, image_data=image_data)
+    err, s = converted(capsys, tmp_path, *argv, "--max-bad-fraction", 1, "--out", tmp_path / "s")
+    bad_image = "image record lacks an integer image_id/id or a positive integer width and height"
+    assert err[:5] == [f"{tmp_path / 'image_data.json'}: record {k}: {bad_image}" for k in range(1, 6)]
+    assert skipped(s, "visual_genome") == {bad_image: 7, "object lacks an integer object_id": 1, "image entry lacks an integer image_id/id": 1,
+                                           "'relationships' is not a list": 1}
+    assert len(s.triplets) == 1
+
+
+@pytest.mark.parametrize(("content", "marker", "reason"), [
+    # the byte offset is where the parser stopped: at the unexpected token, just after a bad byte, at the end
+    (b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id": 1, "image_id": 1 "caption": "x"}]}', b'"caption"',
+     "parse error: after key and value, inside map, I expect ',' or '}'"),
+    (b'{"images": [{"id": 1, "file_name": "a\xff.jpg"}]}', b'.jpg', "lexical error: invalid bytes in UTF8 string."),
+    (b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id": 1', None, "parse error: premature EOF"),
+    (b'{"images": [{"id": 1, "file_name": "a.jpg", "w": 1e999}]}', b"1e999", "parse error: numeric (floating point) overflow"),
+])
+def test_11_invalid_json_is_one_line_naming_the_file_and_byte(tmp_path, capsys, content, marker, reason):
+    _coco(tmp_path, [], [])
+    (tmp_path / "captions.json").write_bytes(content)
+    argv = ["prepare", "pairs", "--coco", tmp_path / "captions.json", "--images", tmp_path / "images", "--out", tmp_path / "s"]
+    refused(capsys, tmp_path, *argv, match=f"kgclip prepare: error: {tmp_path / 'captions.json'}: invalid JSON at byte offset ")
+    _, (line,), _ = run_cli(capsys, *argv)
+    offset = int(line.split("at byte offset ")[1].split(",")[0])
+    first = content.find(marker) if marker else len(content)
+    assert first <= offset <= first + len(marker or b""), (offset, first)  # within the offending token
+    assert f"({reason} near '" in line and line.endswith("')")
