@@ -4,7 +4,17 @@ Input of one triplet view: ``[<head>; x_h + PE_h; xbar_r + PE_r; x_t + PE_t]`` w
 are entity token sequences (padded or cut to a fixed length) and xbar_r the pooled relation.
 A masked element's content is replaced by zeros and it is left out of attention as a key, so its
 content cannot change any output. Y is the output at ``<head>``; R the output at the relation.
+
+Packed computation: a position that is neither a key (padding, a masked element) nor an output
+(``<head>``, the relation) can change nothing, so it is not computed at all. The remaining tokens
+of all views are packed into one [T, W] tensor for the per-token work (norms, projections, MLP);
+only attention sees them per view, padded to the longest packed view with a key mask (no mask
+when every view is full), through ``scaled_dot_product_attention``. The last block computes its
+queries, MLP and residual only at the two outputs of each view. The result is the padded
+computation's, up to float rounding.
 """
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -12,21 +22,76 @@ from torch import Tensor, nn
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drops the whole residual branch per sample while training."""
+    """Stochastic depth: drops the whole residual branch per view while training."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, view: Tensor, views: int) -> Tensor:
+        """``x`` [rows, W] of packed tokens; ``view`` [rows] the view of each row, of ``views``."""
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype) >= self.p
-        return x * keep / (1 - self.p)
+        keep = torch.rand(views, device=x.device, dtype=x.dtype) >= self.p  # one draw per view
+        return x * keep[view, None] / (1 - self.p)
+
+
+@dataclass
+class PackedViews:
+    """Where the kept tokens of V views sit, packed ([T] rows) and padded for attention ([V, P]).
+
+    Attributes:
+        views: V; length: P, the longest packed view.
+        view: [T] the view of each packed token.
+        slot: [T] its place in the flattened [V * P] attention layout.
+        key_mask: [V, 1, 1, P] True where attention may look (None: every slot is a valid key).
+        outputs: [2V] packed rows of ``<head>`` (first V) and of the relation position (last V).
+        relation_rank: [V] the relation's place within its packed view (``<head>`` is first).
+    """
+
+    views: int
+    length: int
+    view: Tensor
+    slot: Tensor
+    key_mask: Tensor | None
+    outputs: Tensor
+    relation_rank: Tensor
+
+
+def pack_views(key_ok: Tensor, outputs: tuple[int, int]) -> tuple[Tensor, PackedViews]:
+    """Choose the tokens to compute: valid keys and the two output positions.
+
+    Args:
+        key_ok: [V, n] True where a position may be attended.
+        outputs: the positions of ``<head>`` and of the relation.
+
+    Returns:
+        The kept positions as a [V, n] mask, and their packed layout.
+    """
+    v, n = key_ok.shape
+    dev = key_ok.device
+    keep = key_ok.clone()
+    keep[:, list(outputs)] = True
+    counts = keep.sum(1)
+    length = int(counts.max()) if v else 0
+    rank = keep.cumsum(1) - 1
+    view_ids = torch.arange(v, device=dev)
+    slot = (view_ids[:, None] * length + rank)[keep]
+    view = view_ids[:, None].expand(v, n)[keep]
+    if bool((counts == length).all()) and bool(key_ok[keep].all()):
+        key_mask = None
+    else:
+        key_mask = torch.zeros(v * length, dtype=torch.bool, device=dev)
+        key_mask[slot] = key_ok[keep]
+        key_mask = key_mask.view(v, 1, 1, length)
+    row = torch.full((v, n), -1, dtype=torch.long, device=dev)
+    row[keep] = torch.arange(int(keep.sum()), device=dev)
+    outs = torch.cat([row[:, outputs[0]], row[:, outputs[1]]])
+    return keep, PackedViews(v, length, view, slot, key_mask, outs, rank[:, outputs[1]])
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block with a key padding mask."""
+    """Pre-norm Transformer block over packed views."""
 
     def __init__(self, width: int, heads: int, drop_path: float, mlp_ratio: float = 4.0) -> None:
         super().__init__()
@@ -38,13 +103,25 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, int(width * mlp_ratio)), nn.GELU(), nn.Linear(int(width * mlp_ratio), width))
         self.drop = DropPath(drop_path)
 
-    def forward(self, x: Tensor, key_ok: Tensor) -> Tensor:
-        b, n, w = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        mask = key_ok[:, None, None, :]  # [b, 1, 1, n]: True = may be attended
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, n, w)))
-        return x + self.drop(self.mlp(self.ln2(x)))
+    def forward(self, x: Tensor, pk: PackedViews, last: bool = False) -> Tensor:
+        """``x`` [T, W] packed tokens -> [T, W]; with ``last``, only the outputs' rows [2V, W]."""
+        w = x.shape[1]
+        v, p, h = pk.views, pk.length, self.heads
+        qkv = self.qkv(self.ln1(x))
+        padded = qkv.new_zeros(v * p, 3 * w).index_copy(0, pk.slot, qkv)
+        q, k, val = padded.view(v, p, 3, h, w // h).permute(2, 0, 3, 1, 4)  # each [V, H, P, d]
+        if last:  # queries only at <head> (first in each view) and at the relation: [V, H, 2, d]
+            at = pk.relation_rank.view(v, 1, 1, 1).expand(v, h, 1, w // h)
+            q = torch.cat([q[:, :, :1], q.gather(2, at)], dim=2)
+        a = F.scaled_dot_product_attention(q, k, val, attn_mask=pk.key_mask)
+        if last:
+            a = a.transpose(1, 2).reshape(v, 2, w).transpose(0, 1).reshape(2 * v, w)  # rows: <head> of each view, then relations
+            x, view = x[pk.outputs], pk.view[pk.outputs]
+        else:
+            a = a.transpose(1, 2).reshape(v * p, w)[pk.slot]
+            view = pk.view
+        x = x + self.drop(self.out(a), view, v)
+        return x + self.drop(self.mlp(self.ln2(x)), view, v)
 
 
 class FusionEncoder(nn.Module):
@@ -93,6 +170,9 @@ class FusionEncoder(nn.Module):
             Y [V, W] (output at ``<head>``) and R [V, W] (output at the relation position).
         """
         v = head.shape[0]
+        if v == 0:
+            empty = head.new_zeros(0, self.width)
+            return empty, empty
         uh, ur, ut = use_head[:, None, None], use_relation[:, None], use_tail[:, None, None]
         x = torch.cat(
             [
@@ -105,7 +185,11 @@ class FusionEncoder(nn.Module):
         )
         ones = torch.ones(v, 1, dtype=torch.bool, device=x.device)
         key_ok = torch.cat([ones, head_valid & use_head[:, None], use_relation[:, None], tail_valid & use_tail[:, None]], dim=1)
-        for blk in self.blocks:
-            x = blk(x, key_ok)
+        keep, pk = pack_views(key_ok, (0, self.relation_position))
+        x = x[keep]  # [T, W]
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, pk, last=i == len(self.blocks) - 1)
+        if not self.blocks:
+            x = x[pk.outputs]
         x = self.ln(x)
-        return x[:, 0], x[:, self.relation_position]
+        return x[:v], x[v:]

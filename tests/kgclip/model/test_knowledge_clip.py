@@ -75,8 +75,9 @@ def test_head_and_tail_roles_differ(model):
     model.fuse(e, None, None)
     model.fuse(None, None, e)
     hook.remove()
-    L = model.entity_tokens
-    as_head, as_tail = seen[0][0, 1 : 1 + L], seen[1][0, 2 + L :]
+    n = int(ent.valid[2].sum())  # the fusion computes packed tokens: <head>, head tokens, relation, tail tokens
+    as_head, as_tail = seen[0][1 : 1 + n], seen[1][2 : 2 + n]
+    assert as_head.shape == (n, model.config.fusion_width) and n > 0
     assert torch.allclose(as_head - model.fusion.role[0], as_tail - model.fusion.role[2], atol=1e-6)  # same content
     assert not torch.allclose(as_head, as_tail)  # different role embeddings
 
