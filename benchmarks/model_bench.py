@@ -43,9 +43,10 @@ CASES = {  # name: (model config, triplets, images, texts, G2E fan-out, image si
     "vitb32": (VITB32, 8, 6, 10, 2, 224),
 }
 
-# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device-name substring.
-PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 756.0, "A100": 312.0,
-               "L40S": 362.0, "A10G": 70.0, "L4": 121.0, "V100": 125.0}
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by a substring of
+# torch.cuda.get_device_name() (first match; more specific names first).
+PEAK_TFLOPS = {"B200": 2250.0, "H200": 989.0, "H100 80GB HBM3": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 756.0,
+               "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0}
 
 
 def peak_tflops(device_name: str) -> float | None:

@@ -2,8 +2,8 @@
 waiting on data (goal under 10%), and 1 vs 2 processes with gloo (same global batch).
 
 The baseline for the process comparison is the single process, measured in the same run.
-On a GPU (when one is present) it also reports bf16 triplets/s of the ViT-B/32 recipe (model
-FLOPs utilisation is not computed yet).
+On a GPU (when one is present) it also reports bf16 triplets/s of the ViT-B/32 recipe and its
+model FLOPs utilisation (FLOPs of a step x steps/s / the GPU's dense bf16 peak; skipped on CPU).
 
     python benchmarks/train_bench.py [--steps 40] [--scenes 300]
 """
@@ -78,6 +78,41 @@ def main() -> None:
                       data=replace(base.data, batch_size=128), train=replace(base.train, precision="bf16", device="cuda"))
         res = train_loop(gpu, quiet=True)
         row("GPU, ViT-B/32 recipe, bf16: triplets/s", f"{res.examples_per_second:,.1f}")
+        _mfu(gpu, res)
+    else:
+        print("  MFU: skipped (no GPU here; it is printed for the ViT-B/32 recipe where CUDA is present)")
+
+
+def _mfu(config: RunConfig, res) -> None:
+    """Model FLOPs utilisation of the GPU run: FLOPs of a step (counted on a few of its batches) x steps/s / bf16 peak."""
+    from model_bench import peak_tflops, step_flops
+
+    from kgclip.training.distributed import DistEnv
+    from kgclip.training.knowledge import KnowledgeTask
+
+    name = torch.cuda.get_device_name()
+    task = KnowledgeTask(config)
+    model = task.build_model().to("cuda")
+    flops = []
+    for i, b in enumerate(task.loader(DistEnv(device=torch.device("cuda")))):
+        if i == 3:
+            break
+        b = b.to("cuda")
+
+        def step(b=b):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss, _ = task.loss(model, b)
+            loss.backward()
+
+        flops.append(step_flops(step))
+    per_step = sum(flops) / len(flops)
+    achieved = per_step * res.examples_per_second / config.data.batch_size
+    row("GPU: model FLOPs per step (forward + backward)", f"{per_step / 1e9:,.1f} GFLOP", "PyTorch's FLOP counter, mean of 3 batches")
+    peak = peak_tflops(name)
+    if peak is None:
+        row("GPU: MFU", "n/a", f"{achieved / 1e12:,.1f} TFLOP/s; no peak known for {name} (add it to model_bench.PEAK_TFLOPS)")
+    else:
+        row("GPU: MFU", f"{100 * achieved / (peak * 1e12):.1f}%", f"{achieved / 1e12:,.1f} TFLOP/s of {name}'s {peak:,.0f} (dense bf16 peak)")
 
 
 if __name__ == "__main__":
