@@ -6,6 +6,7 @@ and turns user errors (:class:`kgclip.errors.KgclipError`) into one line and exi
 
 import argparse
 import importlib
+import importlib.util
 import sys
 import warnings
 from collections.abc import Sequence
@@ -30,8 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shadowing_packages() -> list[str]:
+    """The project's top-level packages that another folder on ``sys.path`` shadows.
+
+    ``experiments`` and ``data_prep`` keep the folder names the layout asks for and install as
+    top-level packages beside ``kgclip``; a user's own ``data_prep`` earlier on the path would
+    otherwise be imported silently. All three must come from the same checkout.
+    """
+    from pathlib import Path
+
+    import kgclip
+
+    home = Path(kgclip.__file__).resolve().parent.parent
+    out = []
+    for name in ("experiments", "data_prep"):
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
+        if origin != home:
+            out.append(f"{name} from {spec.origin if spec else 'nowhere'}")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 bad input)."""
+    shadowed = shadowing_packages()
+    if shadowed:
+        print(f"kgclip: error: another package shadows kgclip's own ({'; '.join(shadowed)}); "
+              f"rename it or remove its folder from PYTHONPATH / the current directory", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.quiet:

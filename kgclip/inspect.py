@@ -16,6 +16,7 @@ from PIL import Image
 
 from kgclip.errors import KgclipError
 from kgclip.graph import KnowledgeGraph, degree_stats, relation_stats
+from kgclip.sampling.images import load_crop
 from kgclip.store.reader import KnowledgeStore
 
 
@@ -75,14 +76,9 @@ def neighbourhood(store: KnowledgeStore, entity: int | str, hops: int = 2, max_t
 
 def thumbnail(store: KnowledgeStore, entity_id: int, size: int = 48) -> Image.Image:
     """An image entity's picture (its region crop for a box), as a small RGB image."""
-    row = store.entities.iloc[int(entity_id)]
-    with Image.open(store.image_path(entity_id)) as im:
-        im = im.convert("RGB")
-        if row["bbox"] is not None:
-            x, y, w, h = (float(v) for v in row["bbox"])
-            im = im.crop((int(x), int(y), round(x + w), round(y + h)))
-        im.thumbnail((size, size))
-        return im.copy()
+    im = load_crop(str(store.image_path(entity_id)), store.entities.iloc[int(entity_id)]["bbox"])  # the crop the model sees
+    im.thumbnail((size, size))
+    return im
 
 
 def draw_neighbourhood(store: KnowledgeStore, nb: Neighbourhood, png: str | None = None, max_nodes: int = 40, seed: int = 0):

@@ -129,7 +129,7 @@ class _RootCheck:
         return os.path.join(self.root_str, relative)
 
 
-def _with_none(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+def with_none(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """String columns as Python objects with None for missing values (pandas would use NaN)."""
     for c in columns:
         col = frame[c].astype(object)
@@ -187,11 +187,11 @@ class KnowledgeStore:
     @cached_property
     def entities(self) -> pd.DataFrame:
         """All entities, indexed by position (= entity_id in a valid store); missing values are None."""
-        return _with_none(self.entity_table().to_pandas(), ("key", "modality", "text", "image", "source", "concept"))
+        return with_none(self.entity_table().to_pandas(), ("key", "modality", "text", "image", "source", "concept"))
 
     @cached_property
     def relations(self) -> pd.DataFrame:
-        return _with_none(read_shards([self.path / RELATIONS], None, RELATION_SCHEMA).to_pandas(), ("key", "text"))
+        return with_none(read_shards([self.path / RELATIONS], None, RELATION_SCHEMA).to_pandas(), ("key", "text"))
 
     @cached_property
     def triplets(self) -> pd.DataFrame:

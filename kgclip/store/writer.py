@@ -39,6 +39,7 @@ from kgclip.store.format import (
     TRIPLETS_DIR,
 )
 from kgclip.store.placement import check_replaceable, clean_stale, swap_into_place, temp_path
+from kgclip.store.reader import with_none
 from kgclip.store.splits import SplitConfig, entity_groups, finish_triplets, key_hashes
 from kgclip.typing import MODALITIES, SPLITS
 
@@ -483,8 +484,5 @@ def _group_hashes(group: Sequence[str | None] | str | None, n: int) -> np.ndarra
 
 
 def _triplet_table(frame: pd.DataFrame, schema: pa.Schema = TRIPLET_SCHEMA) -> pa.Table:
-    frame = frame.copy()
-    for c in ("source", "split", "dataset"):
-        col = frame[c].astype(object)
-        frame[c] = col.where(col.notna(), None)
+    frame = with_none(frame.copy(), ("source", "split", "dataset"))
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)

@@ -36,3 +36,23 @@ def test_prepare_triples_and_bad_fraction(tmp_path, capsys):
     assert main(["prepare", "triples", str(f), "--out", str(tmp_path / "s"), "--max-bad-fraction", "0.5"]) == 0
     out = capsys.readouterr()
     assert "read 3, kept 2" in out.out and "t.tsv:3: 1 fields instead of 3" in out.err
+
+
+def test_a_shadowing_data_prep_package_is_refused_in_one_line(tmp_path):
+    """A user's own ``data_prep`` earlier on the path must not be imported in place of kgclip's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "data_prep").mkdir()
+    (tmp_path / "data_prep" / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{repo}"}
+    r = subprocess.run([sys.executable, "-m", "experiments.cli", "info", "nowhere"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "another package shadows kgclip's own (data_prep from " in r.stderr
+    assert str(tmp_path / "data_prep") in r.stderr
+    ok = subprocess.run([sys.executable, "-m", "experiments.cli", "info", "nowhere"], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                        capture_output=True, text=True)
+    assert ok.returncode == 2 and "shadows" not in ok.stderr  # the store is missing, nothing is shadowed
