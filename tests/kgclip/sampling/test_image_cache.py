@@ -153,3 +153,22 @@ def test_split_transform_batched_equals_per_image():
     assert torch.equal(stages.to_tensors(pixels), torch.stack([stages.tensor(p) for p in pixels]))
     assert split_transform(lambda im: im) is None
     assert split_transform(T.Compose([T.Resize(16), T.ToTensor()])) is None  # no fixed size
+
+
+def test_loader_workers_read_the_cache(tmp_path):
+    import shutil
+
+    from kgclip.graph import KnowledgeGraph
+    from kgclip.sampling import TripletLoader
+
+    store, _, _ = jpeg_store(tmp_path)
+    graph = KnowledgeGraph.from_store(store)
+    off = list(TripletLoader(graph, 2, seed=0, content=EntityContent(store, _transform(), _tokenizer, image_cache="off")))
+    write_image_cache(store, split_transform(_transform()))
+    shutil.rmtree(tmp_path / "img")  # from now on only the cache has the pixels
+    content = EntityContent(store, _transform(), _tokenizer)
+    auto = list(TripletLoader(graph, 2, seed=0, content=content, num_workers=1))
+    assert len(off) == len(auto) > 1 and not content.failures
+    for a, b in zip(off, auto, strict=True):
+        assert b.inputs.pixels.dtype == torch.uint8 and not b.skipped  # crossed the process boundary as uint8
+        assert torch.equal(a.entities, b.entities) and torch.equal(a.inputs.images, b.inputs.images)
