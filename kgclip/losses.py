@@ -8,15 +8,17 @@ local loss + gather-with-grad).
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kgclip.config import Range
 from kgclip.model.clip import clip_logits
 from kgclip.model.knowledge_clip import KnowledgeOutput
 from kgclip.sampling.triplets import TripletBatch
+from kgclip.typing import IMAGE, TEXT
 from kgclip.vocabulary import PAIR_RELATIONS
 
 Gather = Callable[[Tensor], tuple[Tensor, int]]
@@ -39,6 +41,10 @@ class LossConfig:
         kd_temperature: temperature of the ``"features"`` mode.
         pair_relations: relations (keys or texts, see :func:`kgclip.vocabulary.relation_ids`) whose
             triplets are image-caption pairs for the CLIP loss.
+        hard_negatives: knowledge-derived corruptions per triplet (see
+            :mod:`kgclip.sampling.negatives`); 0: none, the paper's recipe. With K > 0 the E2E
+            objective adds ``e2e_hard`` (:func:`hard_negative_loss`, weighted by ``e2e``) and the
+            CLIP loss gets each image's swapped captions as extra negatives (:func:`clip_pair_loss`).
     """
 
     e2e: float = 1.0
@@ -49,6 +55,7 @@ class LossConfig:
     kd_mode: Literal["logits", "features"] = "logits"
     kd_temperature: float = 0.1
     pair_relations: tuple[str, ...] = PAIR_RELATIONS
+    hard_negatives: Annotated[int, Range(ge=0)] = 0
 
 
 def _zero(out: KnowledgeOutput) -> Tensor:
@@ -81,6 +88,33 @@ def e2e_loss(out: KnowledgeOutput, batch: TripletBatch, scale: Tensor, gather: G
     query = out.y_t[out.tail_row]
     positives = batch.tail.to(keys.device)[:, None] == key_tails[None, :]
     return info_nce(query, keys, scale, positives)
+
+
+def found_negatives(batch: TripletBatch) -> Tensor:
+    """[B, K] which of the batch's negatives were found (a negative equal to its triplet holds the place of none)."""
+    dev = batch.neg_head.device
+    same = ((batch.neg_head == batch.head_index.to(dev)[:, None]) & (batch.neg_relation.to(dev) == batch.relation.to(dev)[:, None])
+            & (batch.neg_tail == batch.tail_index.to(dev)[:, None]))
+    return ~same
+
+
+def hard_negative_loss(out: KnowledgeOutput, batch: TripletBatch, scale: Tensor) -> Tensor:
+    """Each triplet against its own corruptions, scored by E2E's rule s(h, r, t) = scale * cos(Y(h, r, -), Y(-, -, t)).
+
+    The cross-entropy of the true triplet among itself and its found negatives, averaged over the
+    triplets that have one: for a negative (h', r', t') the query Y(h', r', -) must not find t'
+    as well as Y(h, r, -) finds t (e.g. the exchanged (t, r, h): Y(t, r, -) must not find h).
+    """
+    if out.neg_y_hr is None or out.tail_row.numel() == 0:
+        return _zero(out)
+    found = found_negatives(batch).to(out.neg_y_hr.device)
+    rows = found.any(1)
+    if not bool(rows.any()):
+        return _zero(out) + out.neg_y_hr.sum() * 0.0
+    pos = scale * (F.normalize(out.y_hr, dim=-1) * F.normalize(out.y_t[out.tail_row], dim=-1)).sum(-1)
+    neg = scale * (F.normalize(out.neg_y_hr, dim=-1) * F.normalize(out.y_t[out.neg_tail_row], dim=-1)).sum(-1)
+    logits = torch.cat([pos[:, None], neg.masked_fill(~found, float("-inf"))], 1)[rows]
+    return -F.log_softmax(logits, dim=1)[:, 0].mean()
 
 
 def e2r_loss(out: KnowledgeOutput, batch: TripletBatch) -> Tensor:
@@ -121,8 +155,31 @@ def _pairs(batch: TripletBatch, pair_relation_ids: Tensor) -> tuple[Tensor, Tens
     return pairs[0], pairs[1]
 
 
-def clip_pair_loss(out: KnowledgeOutput, batch: TripletBatch, pair_relation_ids: Tensor) -> Tensor:
-    """CLIP's symmetric image-text loss over the batch's "image of" / "caption of" pairs."""
+def _swapped_captions(batch: TripletBatch, pair_relation_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """(image position, text position) of the found negatives of the batch's pair triplets that keep
+    the image and the relation and put another text in the caption's place, each pair once."""
+    ids = pair_relation_ids.to(batch.relation.device)
+    is_pair = torch.isin(batch.relation, ids)
+    h, r, t = batch.head_index[is_pair, None], batch.relation[is_pair, None], batch.tail_index[is_pair, None]
+    nh, nr, nt = batch.neg_head[is_pair], batch.neg_relation[is_pair].to(r.device), batch.neg_tail[is_pair]
+    img_first = batch.modality[h] == IMAGE
+    img, txt = torch.where(img_first, h, t), torch.where(img_first, t, h)
+    kept = torch.where(img_first, nh == h, nt == t) & (nr == r)
+    other = torch.where(img_first, nt, nh)
+    ok = (kept & (other != txt) & (batch.modality[img] == IMAGE) & (batch.modality[txt] == TEXT) & (batch.modality[other] == TEXT)
+          & found_negatives(batch)[is_pair])
+    pairs = torch.unique(torch.stack([img.expand_as(other)[ok], other[ok]]), dim=1)
+    return pairs[0], pairs[1]
+
+
+def clip_pair_loss(out: KnowledgeOutput, batch: TripletBatch, pair_relation_ids: Tensor, hard: bool = False) -> Tensor:
+    """CLIP's symmetric image-text loss over the batch's "image of" / "caption of" pairs.
+
+    With ``hard`` (and negatives in the batch), each image's swapped captions (negatives of its
+    pair triplets that keep the image and put another text in the caption's place, e.g. the
+    caption with its words reordered) are extra negatives of that image alone in the image-to-text
+    direction (NegCLIP's extra columns); the text-to-image direction is unchanged.
+    """
     img, txt = _pairs(batch, pair_relation_ids)
     if img.numel() < 2:
         return _zero(out)
@@ -131,7 +188,13 @@ def clip_pair_loss(out: KnowledgeOutput, batch: TripletBatch, pair_relation_ids:
     # (image k, caption l) is a true pair when l's image is k's image or l's caption is k's caption.
     positives = (img[:, None] == img[None, :]) | (txt[:, None] == txt[None, :])
     target = positives.float() / positives.float().sum(1, keepdim=True)
-    li = -(target * F.log_softmax(logits, 1)).sum(1).mean()
+    rows = logits
+    if hard and batch.neg_head is not None:
+        h_img, h_txt = _swapped_captions(batch, pair_relation_ids)
+        if h_img.numel():
+            extra = clip_logits(out.clip_scale, emb[img], emb[h_txt]).masked_fill(img[:, None] != h_img[None, :], float("-inf"))
+            rows = torch.cat([logits, extra], 1)
+    li = -(target * F.log_softmax(rows, 1)[:, : logits.shape[1]]).sum(1).mean()
     lt = -(target.T / target.T.sum(1, keepdim=True) * F.log_softmax(logits.T, 1)).sum(1).mean()
     return (li + lt) / 2
 
@@ -175,8 +238,11 @@ class KnowledgeClipLoss:
 
             raise ConfigError("every loss part has weight 0: nothing to train")
         parts: dict[str, Tensor] = {}
+        hard = bool(c.hard_negatives) and batch.neg_head is not None
         if c.e2e:
             parts["e2e"] = e2e_loss(out, batch, out.e2e_scale, gather)
+            if hard:
+                parts["e2e_hard"] = hard_negative_loss(out, batch, out.e2e_scale)
         if c.e2r:
             parts["e2r"] = e2r_loss(out, batch)
         if c.g2e:
@@ -184,7 +250,7 @@ class KnowledgeClipLoss:
         if c.kd and teacher_scale is not None and teacher_emb is not None:
             parts["kd"] = kd_loss(teacher_scale, teacher_emb, out, c.kd_mode, c.kd_temperature)
         if c.clip:
-            parts["clip"] = clip_pair_loss(out, batch, self.pair_relation_ids)
-        weights = {"e2e": c.e2e, "e2r": c.e2r, "g2e": c.g2e, "kd": c.kd, "clip": c.clip}
+            parts["clip"] = clip_pair_loss(out, batch, self.pair_relation_ids, hard)
+        weights = {"e2e": c.e2e, "e2e_hard": c.e2e, "e2r": c.e2r, "g2e": c.g2e, "kd": c.kd, "clip": c.clip}
         total = sum(weights[k] * v for k, v in parts.items())
         return total, parts

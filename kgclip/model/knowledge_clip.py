@@ -71,6 +71,9 @@ class KnowledgeOutput:
         entities: the encoded entities (CLIP embeddings for KD and the image-text loss).
         e2e_scale, g2e_scale, clip_scale: the exponentiated logit scales (computed inside forward so
             that DistributedDataParallel sees every parameter the losses use).
+        neg_y_hr: [B, K, W] Y(h', r', -) of each triplet's corrupted negatives (``batch.neg_*``);
+            neg_tail_row: [B, K] the row of each negative's tail in ``y_t``. None when the batch
+            has no negatives.
     """
 
     y_hr: Tensor
@@ -85,6 +88,8 @@ class KnowledgeOutput:
     e2e_scale: Tensor
     g2e_scale: Tensor
     clip_scale: Tensor
+    neg_y_hr: Tensor | None = None
+    neg_tail_row: Tensor | None = None
 
 
 class KnowledgeCLIP(nn.Module):
@@ -192,27 +197,39 @@ class KnowledgeCLIP(nn.Module):
             rel = self.encode_relations(relation_tokens)
         b = len(batch)
         ei = batch.g2e_edge_index
-        # Entities needed in the tail role: the batch's tails and every G2E node, each once.
-        y_t_pos, inv = torch.unique(torch.cat([batch.tail_index, ei.flatten()]), return_inverse=True)
-        tail_row, edge_rows = inv[:b], inv[b:].view(2, -1)
+        # Negatives (h', r', t') add the views Y(h', r', -), and their tails join the tail role.
+        has_neg = batch.neg_head is not None
+        neg_h = batch.neg_head.flatten() if has_neg else batch.head_index[:0]
+        neg_r = batch.neg_relation.flatten().to(neg_h.device) if has_neg else batch.relation[:0].to(neg_h.device)
+        neg_t = batch.neg_tail.flatten() if has_neg else batch.tail_index[:0]
+        # Entities needed in the tail role: the batch's tails, every G2E node and the negatives' tails, each once.
+        y_t_pos, inv = torch.unique(torch.cat([batch.tail_index, ei.flatten(), neg_t]), return_inverse=True)
+        tail_row, edge_rows, neg_tail_row = inv[:b], inv[b : b + 2 * ei.shape[1]].view(2, -1), inv[b + 2 * ei.shape[1] :]
         zero = torch.zeros_like
-        n_hr, n_t, n_ht, n_e = b, y_t_pos.numel(), b, ei.shape[1]
-        # One fusion call for all four kinds of view, packed by concatenation (no loop over triplets).
-        heads = torch.cat([batch.head_index, zero(y_t_pos), batch.head_index, ei[0]])
-        tails = torch.cat([zero(batch.tail_index), y_t_pos, batch.tail_index, ei[1]])
-        rels = torch.cat([batch.relation.to(heads.device), zero(y_t_pos), zero(batch.relation).to(heads.device), zero(ei[0])])
+        n_hr, n_t, n_ht, n_e, n_neg = b, y_t_pos.numel(), b, ei.shape[1], neg_h.numel()
+        # One fusion call for all kinds of view, packed by concatenation (no loop over triplets).
+        heads = torch.cat([batch.head_index, zero(y_t_pos), batch.head_index, ei[0], neg_h])
+        tails = torch.cat([zero(batch.tail_index), y_t_pos, batch.tail_index, ei[1], zero(neg_h)])
+        rels = torch.cat([batch.relation.to(heads.device), zero(y_t_pos), zero(batch.relation).to(heads.device), zero(ei[0]), neg_r])
         dev = heads.device
-        use_h = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t, dtype=torch.bool, device=dev), torch.ones(n_ht + n_e, dtype=torch.bool, device=dev)])
-        use_r = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t + n_ht + n_e, dtype=torch.bool, device=dev)])
-        use_t = torch.cat([torch.zeros(n_hr, dtype=torch.bool, device=dev), torch.ones(n_t + n_ht + n_e, dtype=torch.bool, device=dev)])
+        use_h = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t, dtype=torch.bool, device=dev),
+                           torch.ones(n_ht + n_e + n_neg, dtype=torch.bool, device=dev)])
+        use_r = torch.cat([torch.ones(n_hr, dtype=torch.bool, device=dev), torch.zeros(n_t + n_ht + n_e, dtype=torch.bool, device=dev),
+                           torch.ones(n_neg, dtype=torch.bool, device=dev)])
+        use_t = torch.cat([torch.zeros(n_hr, dtype=torch.bool, device=dev), torch.ones(n_t + n_ht + n_e, dtype=torch.bool, device=dev),
+                           torch.zeros(n_neg, dtype=torch.bool, device=dev)])
         with record_function("kgclip.fusion"):
             y, r = self.fusion(ent.tokens[heads], ent.valid[heads], rel[rels], ent.tokens[tails], ent.valid[tails], use_h, use_r, use_t)
         y_hr, y_t = y[:n_hr], y[n_hr : n_hr + n_t]
-        r_ht, r_edge = r[n_hr + n_t : n_hr + n_t + n_ht], r[n_hr + n_t + n_ht :]
+        r_ht, r_edge = r[n_hr + n_t : n_hr + n_t + n_ht], r[n_hr + n_t + n_ht : n_hr + n_t + n_ht + n_e]
+        negs = {}
+        if has_neg:
+            k = batch.neg_head.shape[1]
+            negs = {"neg_y_hr": y[n_hr + n_t + n_ht + n_e :].view(b, k, -1), "neg_tail_row": neg_tail_row.view(b, k)}
         with record_function("kgclip.gnn"):
             g = self.gnn(y_t, edge_rows, r_edge) if n_e else y_t
         tails_with_in = torch.unique(edge_rows[1][batch.g2e_hop.to(dev) == 1]) if n_e else torch.empty(0, dtype=torch.long, device=dev)
         return KnowledgeOutput(
             y_hr=y_hr, y_t=y_t, y_t_pos=y_t_pos, tail_row=tail_row, r_ht=r_ht,
-            relation_logits=self.relation_head(r_ht), g2e=g[tails_with_in], g2e_row=tails_with_in, entities=ent, **scales,
+            relation_logits=self.relation_head(r_ht), g2e=g[tails_with_in], g2e_row=tails_with_in, entities=ent, **scales, **negs,
         )

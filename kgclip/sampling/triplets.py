@@ -21,11 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from kgclip.errors import ConfigError
 from kgclip.graph import KnowledgeGraph
+from kgclip.sampling.negatives import HardNegatives
 from kgclip.sampling.neighbor import JointLayout, make_sampler, sample_edges
 from kgclip.sampling.views import ViewIndex
 from kgclip.typing import MODALITY_CODE
 
 VIEW_MODES = ("random", "fixed")
+NEGATIVE_MODES = ("random", "hard")
 _EMPTY = torch.empty(0, dtype=torch.long)
 
 
@@ -48,7 +50,8 @@ class TripletBatch:
         g2e_relation: [E] relation id of each sampled edge.
         g2e_hop: [E] the hop (1-based) at which each edge was sampled.
         neg_head, neg_relation, neg_tail: [B, K] corrupted negatives (positions in ``entities``
-            for heads / tails, relation ids for relations), or None.
+            for heads / tails, relation ids for relations), or None. A negative equal to its
+            triplet means that none was found for that slot; losses leave it out.
         inputs: per-entity model inputs once content is loaded (see EntityContent), or None.
         skipped: entity keys whose content failed to load.
         dropped: how many triplets were dropped from the batch because of them.
@@ -81,8 +84,10 @@ class TripletBatch:
         ekeep = ~(bad[self.g2e_edge_index[0]] | bad[self.g2e_edge_index[1]])
         neg = {}
         if self.neg_head is not None:
-            for name in ("neg_head", "neg_relation", "neg_tail"):
-                neg[name] = getattr(self, name)[keep]
+            # a negative that touches a flagged entity becomes "none found" (the triplet itself)
+            gone = (bad[self.neg_head] | bad[self.neg_tail])[keep]
+            for name, own in (("neg_head", self.head_index), ("neg_relation", self.relation), ("neg_tail", self.tail_index)):
+                neg[name] = torch.where(gone, own[keep][:, None], getattr(self, name)[keep])
         return replace(
             self, triplet=self.triplet[keep], head=self.head[keep], relation=self.relation[keep], tail=self.tail[keep],
             head_index=self.head_index[keep], tail_index=self.tail_index[keep],
@@ -107,6 +112,8 @@ class TripletSampler:
             e.g. ``[4]`` or ``[10, 5]``; empty for none.
         negatives: corrupted negatives per triplet (0: none).
         known: extra (h, r, t) triplets that count as true when filtering negatives (valid/test).
+        negative_mode: ``"random"``: the head, tail (same modality) or relation replaced at random;
+            ``"hard"``: knowledge-derived corruptions (see :mod:`kgclip.sampling.negatives`).
         views: ``"random"``: an entity that is a view of a concept is replaced, in each batch, by a
             view of that concept drawn uniformly (one draw per concept and batch, for heads, tails
             and G2E neighbours alike); ``"fixed"``: the stored entity. Stores without concepts
@@ -114,9 +121,13 @@ class TripletSampler:
     """
 
     def __init__(self, graph: KnowledgeGraph, fanouts: list[int], negatives: int = 0, known: np.ndarray | None = None,
-                 views: str = "random") -> None:
+                 views: str = "random", negative_mode: str = "random") -> None:
         if views not in VIEW_MODES:
             raise ConfigError(f"views must be one of {', '.join(VIEW_MODES)}, got {views!r}")
+        if negative_mode not in NEGATIVE_MODES:
+            raise ConfigError(f"negative_mode must be one of {', '.join(NEGATIVE_MODES)}, got {negative_mode!r}")
+        if negatives < 0:
+            raise ConfigError(f"negatives must be at least 0, got {negatives}")
         self.num_entities = graph.num_entities
         self.num_relations = int(graph.relation.max()) + 1 if graph.num_triplets else 0
         self.head = torch.from_numpy(graph.head)
@@ -148,6 +159,10 @@ class TripletSampler:
                 keys = torch.cat([keys, self._keys(self._canonical(k[:, 0]), k[:, 1], self._canonical(k[:, 2]))])
             self.known = torch.unique(keys)
             self.by_modality = {c: torch.from_numpy(np.flatnonzero(graph.modality == c)) for c in MODALITY_CODE.values()}
+        self.hard = None
+        if self.negatives and negative_mode == "hard":
+            texts = graph.store.entity_table(["text"])["text"].to_numpy(zero_copy_only=False)
+            self.hard = HardNegatives(self.head, self.relation, self.tail, self.modality, texts, max(self.num_relations, 1), self.known, self.views)
 
     def _canonical(self, entities: Tensor) -> Tensor:
         """Entities as their concept's representative when views are drawn (a fact holds for every view)."""
@@ -197,7 +212,7 @@ class TripletSampler:
         parts = [h, t, src, dst]
         neg_h = neg_r = neg_t = None
         if self.negatives:
-            neg_h, neg_r, neg_t = self._negatives(h, r, t, generator)
+            neg_h, neg_r, neg_t = self._negatives(h, r, t, generator) if self.hard is None else self.hard.draw(h, r, t, self.negatives, generator)
             parts += [neg_h.flatten(), neg_t.flatten()]
         entities, inverse = torch.unique(torch.cat(parts), return_inverse=True)
         batch = TripletBatch(
@@ -266,7 +281,7 @@ class TripletLoader:
         uneven: ``"pad"`` repeats triplets from the start of the order so every rank gets the same
             count; ``"drop"`` leaves the remainder out.
         drop_last: leave out a last batch smaller than ``batch_size``.
-        negatives, known, views: see :class:`TripletSampler`.
+        negatives, known, views, negative_mode: see :class:`TripletSampler`.
         source_weights: the probability of drawing a triplet from each ``source`` of the training
             triplets (every source named; normalised). An epoch still holds as many triplets as
             the graph: each source fills its share, cycling through fresh shuffles of its triplets
@@ -291,6 +306,7 @@ class TripletLoader:
         negatives: int = 0,
         known: np.ndarray | None = None,
         views: str = "random",
+        negative_mode: str = "random",
         source_weights: dict[str, float] | None = None,
         content: Any = None,
         num_workers: int = 0,
@@ -314,7 +330,7 @@ class TripletLoader:
             order = torch.sort(codes, stable=True).indices
             groups = torch.split(order, torch.bincount(codes, minlength=len(graph.sources)).tolist())
             self._quota = list(zip(groups, _largest_remainder([self.source_weights[s] for s in graph.sources], self.n), strict=True))
-        self.sampler = TripletSampler(graph, list(fanouts), negatives, known, views=views)
+        self.sampler = TripletSampler(graph, list(fanouts), negatives, known, views=views, negative_mode=negative_mode)
         self.content = content
         self.num_workers = num_workers
         self.epoch = 0

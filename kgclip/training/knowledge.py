@@ -57,7 +57,7 @@ class KnowledgeTask:
         here, before the Trainer makes a run folder).
     """
 
-    loss_parts = ("e2e", "e2r", "g2e", "kd", "clip")
+    loss_parts = ("e2e", "e2r", "g2e", "kd", "clip", "e2e_hard")
 
     def __init__(self, config: RunConfig) -> None:
         if not config.data.store:
@@ -105,7 +105,8 @@ class KnowledgeTask:
         graph = KnowledgeGraph.from_store(self.store, ("train",))
         self.content = EntityContent(self.store, self.model.preprocess_val, self.model.tokenizer, cache_size=d.cache_size)
         return TripletLoader(graph, d.batch_size, fanouts=d.fanouts, seed=self.config.seed, rank=env.rank, world_size=env.world_size,
-                             uneven=d.uneven, views=d.views, source_weights=d.source_weights, content=self.content, num_workers=d.num_workers)
+                             uneven=d.uneven, views=d.views, source_weights=d.source_weights, content=self.content, num_workers=d.num_workers,
+                             negatives=self.config.loss.hard_negatives, negative_mode="hard")
 
     def _to(self, device: torch.device) -> None:
         if device != self._device:
