@@ -10,7 +10,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kgclip.losses import KnowledgeClipLoss, LossConfig, clip_pair_loss, e2e_loss, e2r_loss, g2e_loss, info_nce, kd_loss
+from kgclip.losses import (
+    KnowledgeClipLoss,
+    LossConfig,
+    clip_pair_loss,
+    e2e_loss,
+    e2r_loss,
+    found_negatives,
+    g2e_loss,
+    hard_negative_loss,
+    info_nce,
+    kd_loss,
+)
 from kgclip.model.knowledge_clip import EncodedEntities, KnowledgeOutput
 from kgclip.model.optim import parameter_groups
 from tests.model_fixtures import hand_batch
@@ -208,3 +219,143 @@ def test_parts_with_nothing_to_compare_are_zero_and_keep_the_graph():
     assert loss.item() == 0.0
     loss.backward()  # connected to the graph: no error, zero gradients
     assert not leaves["emb"].grad.any()
+
+
+# -- knowledge-derived hard negatives (loss.hard_negatives) --------------------------------------
+
+
+def _hand_output(y_hr, y_t, tail_row, neg_y_hr=None, neg_tail_row=None, emb=None, scale=2.0):
+    none = torch.empty(0, dtype=torch.long)
+    emb = torch.zeros(len(y_t), 2) if emb is None else emb
+    ent = EncodedEntities(torch.empty(len(emb), 1, 2), torch.ones(len(emb), 1, dtype=torch.bool), emb, none, none)
+    return KnowledgeOutput(y_hr=y_hr, y_t=y_t, y_t_pos=torch.arange(len(y_t)), tail_row=tail_row, r_ht=torch.empty(0, 2),
+                           relation_logits=torch.empty(0, 3), g2e=torch.empty(0, 2), g2e_row=none, entities=ent, e2e_scale=torch.tensor(scale),
+                           g2e_scale=torch.tensor(scale), clip_scale=torch.tensor(scale), neg_y_hr=neg_y_hr, neg_tail_row=neg_tail_row)
+
+
+def test_hard_negative_loss_by_hand():
+    """Three triplets, K = 2. Row 0: two negatives; row 1: one (slot 1 is the triplet itself: none
+    found); row 2: none at all (left out of the mean). Scale 2, score = 2 cos(Y(h,r,-), Y(-,-,t))."""
+    y_hr = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y_t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    neg_y_hr = torch.tensor([[[0.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]], [[5.0, 1.0], [1.0, 5.0]]]).requires_grad_()
+    out = _hand_output(y_hr, y_t, torch.tensor([0, 1, 0]), neg_y_hr, torch.tensor([[0, 2], [1, 1], [0, 0]]))
+    batch = SimpleNamespace(head_index=torch.tensor([3, 4, 5]), relation=torch.tensor([0, 1, 2]), tail_index=torch.tensor([0, 1, 0]),
+                            neg_head=torch.tensor([[4, 3], [3, 4], [5, 5]]), neg_relation=torch.tensor([[0, 1], [1, 1], [2, 2]]),
+                            neg_tail=torch.tensor([[0, 2], [1, 1], [0, 0]]))
+    # row 0: positive cos 1; negatives cos([0,1],[1,0]) = 0 and cos([1,1],[-1,0]) = -1/sqrt2
+    l0 = -math.log(math.exp(2) / (math.exp(2) + math.exp(0) + math.exp(-2 / math.sqrt(2))))
+    # row 1: positive cos 1; slot 0 cos([1,0],[0,1]) = 0; slot 1 (cos 1 if it counted) is none
+    l1 = -math.log(math.exp(2) / (math.exp(2) + math.exp(0)))
+    got = hard_negative_loss(out, batch, out.e2e_scale)
+    assert got.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+    assert found_negatives(batch).tolist() == [[True, True], [True, False], [False, False]]
+    got.backward()
+    assert torch.isfinite(neg_y_hr.grad).all() and not neg_y_hr.grad[2].any() and not neg_y_hr.grad[1, 1].any()
+
+
+def test_hard_negative_loss_with_nothing_found_is_zero_in_the_graph():
+    y_hr = torch.tensor([[1.0, 0.0]])
+    neg = torch.tensor([[[0.0, 1.0]]]).requires_grad_()
+    out = _hand_output(y_hr, torch.tensor([[1.0, 0.0]]), torch.tensor([0]), neg, torch.tensor([[0]]))
+    batch = SimpleNamespace(head_index=torch.tensor([1]), relation=torch.tensor([0]), tail_index=torch.tensor([0]),
+                            neg_head=torch.tensor([[1]]), neg_relation=torch.tensor([[0]]), neg_tail=torch.tensor([[0]]))
+    loss = hard_negative_loss(out, batch, out.e2e_scale)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert neg.grad is not None and not neg.grad.any()
+
+
+def _caption_batch():
+    """Images 0, 1; captions 2, 3; swapped texts 4, 5. Pairs (0 image-of 2) and (3 caption-of 1).
+    Negatives: (0 r 4) a swapped caption of image 0; (0 r' 2) another relation (not a caption swap);
+    (5 caption-of 1) a swapped caption of image 1; (3 caption-of 1) none found."""
+    return SimpleNamespace(relation=torch.tensor([0, 1]), head_index=torch.tensor([0, 3]), tail_index=torch.tensor([2, 1]),
+                           modality=torch.tensor([0, 0, 1, 1, 1, 1]), neg_head=torch.tensor([[0, 0], [5, 3]]),
+                           neg_relation=torch.tensor([[0, 2], [1, 1]]), neg_tail=torch.tensor([[4, 2], [1, 1]]))
+
+
+def test_clip_loss_takes_each_images_swapped_captions_as_its_own_extra_negatives():
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 1.0]])
+    out = _hand_output(torch.empty(0, 2), torch.empty(0, 2), torch.empty(0, dtype=torch.long), emb=emb, scale=3.0)
+    batch, ids = _caption_batch(), torch.tensor([0, 1])
+    c = 1 / math.sqrt(2)
+    # image-text logits 3 cos: image 0 vs captions (2, 3) = (c, 0); image 1 = (c, 1)
+    # extra: image 0 vs its swap 4 = 1; image 1 vs its swap 5 = c (image 1 never sees 4, image 0 never sees 5)
+    li0 = -math.log(math.exp(3 * c) / (math.exp(3 * c) + math.exp(0) + math.exp(3)))
+    li1 = -math.log(math.exp(3) / (math.exp(3 * c) + math.exp(3) + math.exp(3 * c)))
+    lt0 = -math.log(math.exp(3 * c) / (math.exp(3 * c) + math.exp(3 * c)))  # caption 2 vs images (0, 1)
+    lt1 = -math.log(math.exp(3) / (math.exp(0) + math.exp(3)))  # caption 3 vs images (0, 1)
+    want = ((li0 + li1) / 2 + (lt0 + lt1) / 2) / 2
+    assert clip_pair_loss(out, batch, ids, hard=True).item() == pytest.approx(want, rel=1e-6)
+    plain = ((-math.log(math.exp(3 * c) / (math.exp(3 * c) + 1)) - math.log(math.exp(3) / (math.exp(3 * c) + math.exp(3)))) / 2 + (lt0 + lt1) / 2) / 2
+    assert clip_pair_loss(out, batch, ids).item() == pytest.approx(plain, rel=1e-6)  # without hard: CLIP's loss as before
+
+
+def test_hard_negatives_zero_is_todays_loss_and_k_adds_only_the_hard_terms(model, relation_tokens):
+    """K = 0 (the default): the parts and the total are today's, even if a batch carries negatives.
+    K > 0: E2E, E2R and G2E are unchanged; ``e2e_hard`` joins with E2E's weight."""
+    model.eval()
+    b = hand_batch(model)
+    b.relation = torch.tensor([0, 2, 2, 0])  # two "image of" pairs: (0, 2) and (3 -> 1)
+    pairs = torch.tensor([2])
+    teacher_emb = torch.randn(5, 128, generator=torch.Generator().manual_seed(1))
+    scale = model.clip.logit_scale.exp().detach()
+    cfg = LossConfig(e2e=1.0, e2r=0.5, g2e=2.0, kd=0.3, clip=0.7)
+    out = model(b, relation_tokens)
+    total, parts = KnowledgeClipLoss(cfg, pairs)(out, b, scale, teacher_emb)
+    assert set(parts) == {"e2e", "e2r", "g2e", "kd", "clip"}
+    today = (e2e_loss(out, b, out.e2e_scale) + 0.5 * e2r_loss(out, b) + 2.0 * g2e_loss(out, b, out.g2e_scale)
+             + 0.3 * kd_loss(scale, teacher_emb, out) + 0.7 * clip_pair_loss(out, b, pairs))
+    assert torch.equal(total, today)
+    # the same batch with negatives: (0 r1 4) swaps the caption of image 0; (1 r0 0) exchanges triplet 0
+    neg = copy.copy(b)
+    neg.neg_head, neg.neg_relation, neg.neg_tail = torch.tensor([[1], [0], [3], [4]]), torch.tensor([[0], [2], [2], [0]]), torch.tensor([[0], [4], [1], [2]])
+    out_neg = model(neg, relation_tokens)
+    total0, parts0 = KnowledgeClipLoss(cfg, pairs)(out_neg, neg, scale, teacher_emb)
+    assert set(parts0) == set(parts) and torch.allclose(total0, total, atol=1e-6)
+    total2, parts2 = KnowledgeClipLoss(LossConfig(**{**cfg.__dict__, "hard_negatives": 1}), pairs)(out_neg, neg, scale, teacher_emb)
+    assert set(parts2) == set(parts) | {"e2e_hard"}
+    for name in ("e2e", "e2r", "g2e", "kd"):
+        assert torch.allclose(parts2[name], parts[name], atol=1e-6), name
+    assert torch.allclose(parts2["e2e_hard"], hard_negative_loss(out_neg, neg, out_neg.e2e_scale))
+    assert parts2["e2e_hard"] > 0 and not torch.allclose(parts2["clip"], parts["clip"])
+    assert torch.allclose(total2, total - 0.7 * parts["clip"] + 0.7 * parts2["clip"] + parts2["e2e_hard"], atol=1e-5)
+
+
+def test_negative_views_are_the_fusion_of_the_corrupted_triplet(model, relation_tokens):
+    model.eval()
+    b = hand_batch(model)
+    b.neg_head, b.neg_relation, b.neg_tail = torch.tensor([[1], [0], [3], [2]]), torch.tensor([[0], [2], [2], [1]]), torch.tensor([[0], [4], [1], [4]])
+    out = model(b, relation_tokens)
+    ent = model.encode_entities(b.inputs, b.modality)
+    rel = model.encode_relations(relation_tokens)
+    h = b.neg_head.flatten()
+    head = EncodedEntities(ent.tokens[h], ent.valid[h], ent.embedding[h], h[:0], h[:0])
+    want, _ = model.fuse(head, rel[b.neg_relation.flatten()], None)
+    assert out.neg_y_hr.shape == (4, 1, 32) and torch.allclose(out.neg_y_hr.flatten(0, 1), want, atol=1e-5)
+    assert torch.equal(out.y_t_pos[out.neg_tail_row], b.neg_tail)
+
+
+def test_hard_negatives_config_is_checked():
+    from kgclip.config import from_dict
+    from kgclip.errors import ConfigError
+
+    assert from_dict(LossConfig, {"hard_negatives": 2}).hard_negatives == 2
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        from_dict(LossConfig, {"hard_negatives": -1})
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        from_dict(LossConfig, {"hard_negatives": 1.5})
+
+
+@pytest.mark.parametrize("name", ["paper_vitb32.yaml", "paper_vitl14.yaml"])
+def test_paper_configs_keep_the_papers_recipe(name):
+    import yaml
+
+    from kgclip.config import from_dict
+    from kgclip.training import RunConfig
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "configs", name)
+    raw = yaml.safe_load(open(path))
+    assert raw["loss"]["hard_negatives"] == 0  # said explicitly: the paper has no hard negatives
+    assert from_dict(RunConfig, raw).loss.hard_negatives == 0

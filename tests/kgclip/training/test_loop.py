@@ -65,6 +65,16 @@ def test_trains_a_few_steps_and_leaves_a_record(tmp_path, store):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000002.pt", "step-0000004.pt"]
 
 
+def test_hard_negatives_knob_reaches_the_loader_and_the_loss(tmp_path, store):
+    cfg, _ = _config(tmp_path, store, **{"loss.hard_negatives": 2, "train.steps": 2, "train.checkpoint_every": 2})
+    train_loop(cfg, quiet=True)
+    rows = _metrics(tmp_path / "runs" / "t")
+    assert all(float(r["e2e_hard"]) > 0 for r in rows)
+    cfg0, _ = _config(tmp_path, store, **{"name": "t0", "train.steps": 1})
+    train_loop(cfg0, quiet=True)
+    assert _metrics(tmp_path / "runs" / "t0")[0]["e2e_hard"] == ""  # K = 0: the paper's loss, no such part
+
+
 def test_the_store_is_opened_once(tmp_path, store, monkeypatch):
     from kgclip.store import reader
 
