@@ -59,6 +59,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 meta.check(out, key)
         return out
     if origin is Literal:
+        if isinstance(value, bool) and {"on", "off"} & set(args):  # YAML 1.1 reads a bare off/on as a boolean
+            value = "on" if value else "off"
         if value in args and not isinstance(value, bool):
             return value
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")

@@ -34,6 +34,9 @@ class DataConfig:
     source_weights: probability of drawing a triplet from each ``source`` of the training triplets
         (every source named, e.g. ``{visualsem: 0.4, conceptnet: 0.3, ...}``; normalised); None:
         proportional to size (every triplet once per epoch). Recorded in checkpoints.
+    image_cache: ``auto`` reads image entities from the store's pre-resized cache
+        (``kgclip prepare cache-images``) when one fits the store and the model's transform, else
+        decodes the JPEGs (and logs why); ``off`` always decodes.
     """
 
     store: str = ""
@@ -43,6 +46,7 @@ class DataConfig:
     uneven: Literal["pad", "drop"] = "pad"
     cache_size: Annotated[int, _NON_NEGATIVE] = 4096
     views: Literal["random", "fixed"] = "random"
+    image_cache: Literal["auto", "off"] = "auto"
     source_weights: dict[str, float] | None = None
 
 

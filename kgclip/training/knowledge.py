@@ -103,7 +103,8 @@ class KnowledgeTask:
         assert self.model is not None, "build_model() first"
         d = self.config.data
         graph = KnowledgeGraph.from_store(self.store, ("train",))
-        self.content = EntityContent(self.store, self.model.preprocess_val, self.model.tokenizer, cache_size=d.cache_size)
+        self.content = EntityContent(self.store, self.model.preprocess_val, self.model.tokenizer, cache_size=d.cache_size,
+                                     image_cache=d.image_cache)
         return TripletLoader(graph, d.batch_size, fanouts=d.fanouts, seed=self.config.seed, rank=env.rank, world_size=env.world_size,
                              uneven=d.uneven, views=d.views, source_weights=d.source_weights, content=self.content, num_workers=d.num_workers,
                              negatives=self.config.loss.hard_negatives, negative_mode="hard")

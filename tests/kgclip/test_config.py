@@ -73,6 +73,8 @@ def test_round_trip_and_check_of_a_config_built_in_code():
     ("train.teacher=frozen", r"train.teacher: expected one of 'start', 'none'"),
     ("train.device=tpu", r"train.device: expected one of 'auto', 'cpu', 'cuda'"),
     ("data.fanouts=[2,-1]", r"data.fanouts\[1\]: must be >= 0, got -1"),
+    ("data.image_cache=yes", r"data.image_cache: expected one of 'auto', 'off', got 'on'"),
+    ("data.image_cache=maybe", r"data.image_cache: expected one of 'auto', 'off', got 'maybe'"),
     ("loss.kd_mode=kl", r"loss.kd_mode: expected one of 'logits', 'features', got 'kl'"),
 ])
 def test_run_config_values_are_checked_by_the_loader(override, message):

@@ -236,3 +236,18 @@ def test_missing_store_fails_before_a_run_folder_is_made(tmp_path, store):
     with pytest.raises(StoreError, match="no such store folder"):
         train_loop(cfg, quiet=True)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("setting", "uses_cache"), [("auto", True), ("off", False)])
+def test_data_image_cache_reaches_the_loader(tmp_path, store, setting, uses_cache):
+    """``data.image_cache``: auto reads the cache that ``prepare cache-images`` wrote, off decodes."""
+    from experiments.cli import main as cli
+    from kgclip.training.distributed import DistEnv
+    from kgclip.training.knowledge import KnowledgeTask
+
+    assert cli(["--quiet", "prepare", "cache-images", str(store), "--size", "64", "--workers", "1"]) == 0
+    cfg, _ = _config(tmp_path, store, **{"data.image_cache": setting})
+    task = KnowledgeTask(cfg)
+    task.build_model()
+    task.loader(DistEnv())
+    assert (task.content.cache is not None) is uses_cache
