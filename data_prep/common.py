@@ -206,8 +206,13 @@ class ImageRoot:
         return full.startswith(self._prefix)
 
     def is_file(self, relative: str) -> bool:
-        """True when ``relative`` is a file (always, without ``check``)."""
-        return not self.check or (self.path / relative).is_file()
+        """True when ``relative`` is a file (always, without ``check``); a name the system refuses (too long) is no file."""
+        if not self.check:
+            return True
+        try:
+            return (self.path / relative).is_file()
+        except (OSError, ValueError):
+            return False
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:

@@ -13,7 +13,9 @@ node once (to add it to the store).
 import dataclasses
 import math
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from data_prep.base import Converter, option
-from data_prep.common import MAX_TEXT_CHARS, Conversion, open_binary, require_file
+from data_prep.common import MAX_TEXT_CHARS, Conversion, open_binary, quoted, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -129,31 +131,60 @@ class ConceptNet(Converter):
             conv.skip(f"{row.actual_columns} columns instead of {row.expected_columns}", f"{path}: record {row.text[:80]!r}")
             return "skip"
 
-        try:
-            reader = pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(column_names=COLUMNS, block_size=self.block_size),
-                parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=on_invalid),
-                convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in COLUMNS}),
-            )
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise SourceError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
-        langs = None if not self.lang or self.lang == ["all"] else self.lang
-        lang_set = pa.array(list(langs)) if langs else None
-        rel_set = pa.array([relation_key(r) for r in self.relations]) if self.relations else None
-        rel_ids: dict[str, int] = {}
-        with progress.bar(desc="conceptnet", unit=" lines", unit_scale=True) as bar:
-            while not conv.done():
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except (OSError, pa.ArrowInvalid, EOFError) as exc:
-                    raise SourceError(f"{path}: truncated or corrupt after about {conv.read} records ({str(exc).splitlines()[0]})") from None
-                batch = batch.slice(0, conv.read_block(len(batch)))
-                bar.update(len(batch))
-                _convert_block(_as_utf8(batch, path, conv), writer, conv, lang_set, rel_set, self.min_weight, rel_ids)
+        with _UndecodableRows() as undecodable:
+            try:
+                reader = pacsv.open_csv(
+                    path,
+                    read_options=pacsv.ReadOptions(column_names=COLUMNS, block_size=self.block_size),
+                    parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=on_invalid),
+                    convert_options=pacsv.ConvertOptions(column_types={c: pa.binary() for c in COLUMNS}),
+                )
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise SourceError(f"{path}: cannot read ({undecodable.reason(exc)})") from None
+            langs = None if not self.lang or self.lang == ["all"] else self.lang
+            lang_set = pa.array(list(langs)) if langs else None
+            rel_set = pa.array([relation_key(r) for r in self.relations]) if self.relations else None
+            rel_ids: dict[str, int] = {}
+            with progress.bar(desc="conceptnet", unit=" lines", unit_scale=True) as bar:
+                while not conv.done():
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    except (OSError, pa.ArrowInvalid, EOFError) as exc:
+                        raise SourceError(f"{path}: truncated or corrupt after about {conv.read} records ({undecodable.reason(exc)})") from None
+                    batch = batch.slice(0, conv.read_block(len(batch)))
+                    bar.update(len(batch))
+                    _convert_block(_as_utf8(batch, path, conv), writer, conv, lang_set, rel_set, self.min_weight, rel_ids)
 
+
+class _UndecodableRows:
+    """Catches pyarrow's report of a malformed row that is not UTF-8.
+
+    pyarrow decodes a malformed row's text before it calls ``invalid_row_handler``; for a row that
+    is not UTF-8 this fails inside pyarrow, is printed as an ignored exception (a traceback on
+    stderr), and the reader then stops with a parse error. Within this context the report is kept
+    instead, and :meth:`reason` says what happened in one line.
+    """
+
+    def __enter__(self) -> "_UndecodableRows":
+        self.seen: BaseException | None = None
+        self._previous = sys.unraisablehook
+        sys.unraisablehook = self._hook
+        return self
+
+    def _hook(self, report: Any) -> None:
+        if isinstance(report.exc_value, UnicodeDecodeError):
+            self.seen = report.exc_value
+        else:
+            self._previous(report)
+
+    def __exit__(self, *exc: object) -> None:
+        sys.unraisablehook = self._previous
+
+    def reason(self, exc: BaseException) -> str:
+        first = quoted(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, 160)
+        return f"a line with the wrong number of columns is not UTF-8 either: {first}" if self.seen is not None else first
 
 def _drop(table: pa.Table, keep: pa.ChunkedArray | pa.Array, conv: Conversion, reason: str, bad: bool) -> pa.Table:
     keep = pc.fill_null(keep, False)

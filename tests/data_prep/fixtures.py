@@ -187,3 +187,13 @@ def write_karpathy(root: Path, *, dataset: str = "coco", with_filepath: bool = T
     path = root / f"dataset_{dataset}.json"
     path.write_text(json.dumps({"images": recs, "dataset": dataset}))
     return {"karpathy": path, "images": images}
+
+
+def write_pairs_tsv(root: Path) -> dict[str, Path]:
+    """A CC3M-style TSV beside its images a.jpg and sub/b.jpg: 5 pairs, one image file missing, one caption of spaces."""
+    write_image(root / "a.jpg")
+    write_image(root / "sub" / "b.jpg", color=(0, 0, 255))
+    lines = ["a.jpg\tA red  square.", "a.jpg\tsomething red", "sub/b.jpg\ta blue square", "missing.jpg\tlost", "sub/b.jpg\t   "]
+    path = root / "pairs.tsv"
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return {"tsv": path}

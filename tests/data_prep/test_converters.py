@@ -280,3 +280,16 @@ def test_long_texts_cut_and_counted(tmp_path, capsys):
     assert len(s.entities.loc[0, "text"]) == 300
     assert s.manifest["sources"]["triples"]["noted"] == {"text cut": 1} and s.manifest["sources"]["triples"]["skipped"] == {}
     assert "kept but noted text cut 1" in capsys.readouterr().out
+
+
+def test_conceptnet_malformed_line_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    # pyarrow decodes a malformed row before the handler sees it; for bytes that are not UTF-8 it
+    # used to print an ignored exception with its traceback, then stop with a parse error
+    rows = "".join(fixtures.conceptnet_line(*r) for r in fixtures.CONCEPTNET_ROWS).encode()
+    f = tmp_path / "a.csv"
+    f.write_bytes(rows + b"/a/2\t/r/IsA\t/c/en/caf\xc3\n" + rows)
+    assert main(["--quiet", "prepare", "conceptnet", str(f), "--out", str(tmp_path / "s"), "--max-bad-fraction", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"kgclip prepare: error: {f}: cannot read (a line with the wrong number of columns is not UTF-8 either: "
+                   "'CSV parse error: Row #10: Expected 5 columns, got 3: /a/2\\t/r/IsA\\t/c/en/caf\ufffd')"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
