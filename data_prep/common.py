@@ -5,6 +5,7 @@ import gzip
 import io
 import math
 import os
+import reprlib
 import sys
 import unicodedata
 import zlib
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import ijson
+import numpy as np
 
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
@@ -148,8 +150,10 @@ def clean_text(text: object, conv: Conversion | None = None, max_chars: int = MA
 
 
 def quoted(value: object, limit: int = 200) -> str:
-    """``repr(value)`` for a message (one line), cut to ``limit`` characters."""
-    text = repr(value)
+    """``repr(value)`` for a message: one line, at most about ``limit`` characters, nested values shown 3 deep."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlist, short.maxdict = 3, limit, limit, 8, 8
+    text = short.repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -253,18 +257,72 @@ def iter_lines(path: Path, conv: Conversion) -> Iterator[tuple[int, str]]:
             yield lineno, line.rstrip("\r\n")
 
 
-class _Tracked:
-    """A binary file that remembers how far it was read and its last chunk (to place a JSON error)."""
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of JSON lists and objects read (the published files nest 6 deep). ijson keeps
+the path of every open level, so a small file nested 100,000 deep would take tens of GB."""
 
-    def __init__(self, f: io.BufferedIOBase) -> None:
-        self.f, self.pos, self.chunk, self.chunk_start = f, 0, b"", 0
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+_SPECIAL = _OPEN != 0
+_SPECIAL[[_QUOTE, _BACKSLASH]] = True
+_SPECIAL_TABLE = _SPECIAL.astype(np.uint8).tobytes()
+
+
+class _Tracked:
+    """A binary JSON file that remembers how far it was read and its last chunk (to place an error),
+    and refuses nesting deeper than :data:`MAX_JSON_DEPTH` as it is read.
+
+    The depth is counted per chunk with numpy: brackets inside strings do not count; a quote is a
+    string's end unless an odd run of backslashes precedes it. The state (inside a string, the
+    trailing run of backslashes, the depth) carries over from chunk to chunk.
+    """
+
+    def __init__(self, f: io.BufferedIOBase, path: Path) -> None:
+        self.f, self.path, self.pos, self.chunk, self.chunk_start = f, path, 0, b"", 0
+        self.in_string, self.backslashes, self.depth = False, 0, 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.f.read(n)
         if data:
             self.chunk, self.chunk_start = data, self.pos
             self.pos += len(data)
+            self._count_depth(data)
         return data
+
+    def _count_depth(self, data: bytes) -> None:
+        b = np.frombuffer(data, dtype=np.uint8)
+        pos = np.flatnonzero(np.frombuffer(data.translate(_SPECIAL_TABLE), dtype=np.bool_))  # only quotes, backslashes and brackets matter
+        if not len(pos):
+            self.backslashes = 0
+            return
+        c = b[pos]
+        if not self.backslashes and b"\\" not in data:  # the common case: every quote opens or closes a string
+            quotes, run = c == _QUOTE, None
+        else:
+            k = np.arange(len(pos))
+            is_bs = c == _BACKSLASH
+            after_bs = np.zeros(len(pos), dtype=bool)  # the element right before is a backslash at the byte right before
+            after_bs[1:] = is_bs[:-1] & (pos[:-1] + 1 == pos[1:])
+            start = np.maximum.accumulate(np.where(is_bs & after_bs, 0, k))  # first element of each backslash run
+            run = k - start + 1 + np.where(is_bs & (pos[start] == 0), self.backslashes, 0)  # backslashes up to k in its run
+            before = np.zeros(len(pos), dtype=np.int64)  # backslashes right before each element
+            before[1:] = np.where(after_bs[1:], run[:-1], 0)
+            if pos[0] == 0:
+                before[0] = self.backslashes
+            quotes = (c == _QUOTE) & (before % 2 == 0)
+        q = quotes.view(np.uint8)
+        outside = (np.bitwise_xor.accumulate(q) ^ q).view(np.bool_)  # an odd number of quotes before: inside a string
+        if not self.in_string:
+            outside = ~outside
+        depth = self.depth + np.cumsum(_OPEN[c] * outside, dtype=np.int64)
+        if int(depth.max()) > MAX_JSON_DEPTH:
+            at = self.chunk_start + int(pos[np.argmax(depth > MAX_JSON_DEPTH)])
+            raise SourceError(f"{self.path}: JSON nested deeper than {MAX_JSON_DEPTH} levels at byte offset {at} (not a source file of this kind?)")
+        self.depth = int(depth[-1])
+        self.in_string = bool(self.in_string ^ (int(quotes.sum()) % 2 == 1))
+        self.backslashes = int(run[-1]) if run is not None and b[-1] == _BACKSLASH else 0
 
 
 _YAJL_CARET = 40
@@ -316,7 +374,7 @@ def iter_json(path: Path, prefix: str = "item", *, pairs: bool = False) -> Itera
     with open_binary(path) as raw:
         if raw.read(len(BOM.encode())) != BOM.encode():
             raw.seek(0)
-        f = _Tracked(raw)
+        f = _Tracked(raw, path)
         f.pos = f.chunk_start = raw.tell()
         try:
             it = ijson.kvitems(f, prefix, use_float=True) if pairs else ijson.items(f, prefix, use_float=True)

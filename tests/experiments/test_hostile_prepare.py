@@ -379,3 +379,13 @@ def test_11_invalid_json_is_one_line_naming_the_file_and_byte(tmp_path, capsys, 
     first = content.find(marker) if marker else len(content)
     assert first <= offset <= first + len(marker or b""), (offset, first)  # within the offending token
     assert f"({reason} near '" in line and line.endswith("')")
+
+
+def test_11_json_nested_100000_deep_is_one_line_not_25_gb(tmp_path, capsys):
+    argv = _coco(tmp_path, [GOOD_IMAGE], GOOD_CAPTIONS)
+    deep = 100_000
+    text = '{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id": 1, "image_id": ' + "[" * deep + "]" * deep + "}]}"
+    (tmp_path / "captions.json").write_text(text)
+    first = text.index('"image_id": [') + len('"image_id": ')  # at depth 3
+    refused(capsys, tmp_path, "prepare", *argv, "--out", tmp_path / "s",
+            match=f"kgclip prepare: error: {tmp_path / 'captions.json'}: JSON nested deeper than 64 levels at byte offset {first + 61} ")
