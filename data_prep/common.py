@@ -158,13 +158,13 @@ def quoted(value: object, limit: int = 200) -> str:
 
 
 def as_int(value: object) -> int | None:
-    """A JSON integer as an int (also ``3.0``); None for anything else (strings, booleans, null, NaN, lists)."""
+    """A JSON integer that fits 64 bits as an int (also ``3.0``); None for anything else (strings, booleans, null, NaN, lists, 1e308)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
     return None
 
 

@@ -97,6 +97,9 @@ class Pairs(Converter):
             if iid is None or not isinstance(name, str) or not name:
                 conv.skip("image record lacks an integer id or a file_name", f"{captions}: image {k}")
                 continue
+            if iid in files or iid in escapes:
+                conv.skip("image id seen before", f"{captions}: image {k} (id {iid})")
+                continue
             if not root.inside(name):
                 escapes[iid] = name
                 continue
@@ -184,6 +187,8 @@ class Pairs(Converter):
                 if skip is None and not root.is_file(name):
                     skip = ("image file missing", False)
                 sents = img.get("sentences")
+                if sents is None:
+                    continue
                 if not isinstance(sents, list):
                     yield name, split, ("sentences is not a list", True), f"{path}: image {i} ({quoted(name)})", 0, img, None
                     continue

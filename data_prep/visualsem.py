@@ -76,9 +76,13 @@ class VisualSem(Converter):
         node_images: dict[str, list[str]] = {}
         missing = 0
         for bn, info in progress.bar(iter_json(nodes, "", pairs=True), desc="visualsem nodes", unit=" nodes"):
-            ims = info.get("ims") if isinstance(info, dict) else None
+            if not isinstance(info, dict):
+                conv.skip("node is not a JSON object", f"{nodes}: node {bn}")
+                node_images[bn] = []
+                continue
+            ims = info.get("ims")
             if not isinstance(ims, list):
-                if ims is not None or not isinstance(info, dict):
+                if ims is not None:
                     conv.skip("node's 'ims' is not a list", f"{nodes}: node {bn}")
                 node_images[bn] = []
                 continue

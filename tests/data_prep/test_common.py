@@ -35,8 +35,8 @@ def test_notes_are_not_skips(tmp_path):
 
 
 def test_as_int_and_as_number_take_only_json_numbers():
-    assert [as_int(v) for v in (3, 3.0, -2, 2**70)] == [3, 3, -2, 2**70]
-    assert [as_int(v) for v in ("3", None, True, 3.5, math.nan, math.inf, [3], {"a": 3})] == [None] * 8
+    assert [as_int(v) for v in (3, 3.0, -2, 2**63 - 1, -(2**63))] == [3, 3, -2, 2**63 - 1, -(2**63)]
+    assert [as_int(v) for v in ("3", None, True, 3.5, math.nan, math.inf, [3], {"a": 3}, 2**63, 1e308)] == [None] * 10  # stored as int64
     assert [as_number(v) for v in (3, 2.5, -1e308)] == [3.0, 2.5, -1e308]
     assert [as_number(v) for v in ("NaN", "2", None, False, math.nan, -math.inf, [1])] == [None] * 7
 

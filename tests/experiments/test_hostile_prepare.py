@@ -389,3 +389,25 @@ def test_11_json_nested_100000_deep_is_one_line_not_25_gb(tmp_path, capsys):
     first = text.index('"image_id": [') + len('"image_id": ')  # at depth 3
     refused(capsys, tmp_path, "prepare", *argv, "--out", tmp_path / "s",
             match=f"kgclip prepare: error: {tmp_path / 'captions.json'}: JSON nested deeper than 64 levels at byte offset {first + 61} ")
+
+
+def test_10_coco_ids_seen_twice_are_counted_not_silently_merged(tmp_path, capsys):
+    images = [GOOD_IMAGE, {"id": 1, "file_name": "other.jpg"}]
+    argv = _coco(tmp_path, images, [*GOOD_CAPTIONS, {"id": 2, "image_id": 1, "caption": "a second caption with id 2"}])
+    err, s = converted(capsys, tmp_path, *argv, "--max-bad-fraction", 1, "--out", tmp_path / "s")
+    path = tmp_path / "captions.json"
+    assert err == [f"{path}: image 1 (id 1): image id seen before", f"{path}: annotation 2 (id 2): annotation id seen before"]
+    assert sorted(s.entities.text.dropna()) == ["a red square", "red"] and _images(s) == ["a.jpg"]
+
+
+def test_11_visual_genome_numbers_beyond_64_bits_are_counted_skips(tmp_path, capsys):
+    # found by the fuzz test: width 1e308 became an int too large for the store's int64 column (a traceback)
+    image_data = [{"image_id": 1, "width": 40, "height": 30, "url": "https://x/VG_100K/1.jpg"}, {"image_id": 2, "width": 1e308, "height": 30},
+                  {"image_id": 1e30, "width": 40, "height": 30}]
+    rels = [{"image_id": 1, "relationships": [_rel(1, _obj(10), _obj(11)), _rel(2, _obj(10), _obj(1e20))]}]
+    argv = _vg(tmp_path, rels, image_data=image_data)
+    err, s = converted(capsys, tmp_path, *argv, "--max-bad-fraction", 1, "--out", tmp_path / "s")
+    bad_image = "image record lacks an integer image_id/id or a positive integer width and height"
+    assert err == [f"{tmp_path / 'image_data.json'}: record {k}: {bad_image}" for k in (1, 2)] + \
+                  [f"{tmp_path / 'relationships.json'}: image 1, relationship 1: object lacks an integer object_id"]
+    assert len(s.triplets) == 1
