@@ -72,21 +72,22 @@ class CSR:
         # 1. Degree up to fanout * _SMALL_FACTOR: a random key per edge, the `fanout` smallest per seed
         #    (every edge of a seed with at most `fanout`).
         small = deg <= fanout * _SMALL_FACTOR
-        sel = small.nonzero().flatten()
-        if sel.numel():
-            s, p = _expand(sel, start[sel], deg[sel])
-            if bool((deg[sel] > fanout).any()):
-                key = torch.rand(p.numel(), generator=generator, dtype=torch.float64) + s.double()
+        all_small = bool(small.all())
+        sel = None if all_small else small.nonzero().flatten()  # None: every seed
+        if all_small or sel.numel():
+            d = deg if sel is None else deg[sel]
+            s, p = _expand(sel, start if sel is None else start[sel], d)
+            if bool((d > fanout).any()):
+                key = torch.rand(p.numel(), generator=generator, dtype=torch.float64) + s
                 order = torch.argsort(key)  # s is sorted: the keys stay grouped by seed
                 s, p = s[order], p[order]
-                rank = torch.arange(s.numel()) - torch.searchsorted(s, s)
-                keep = rank < fanout
+                keep = torch.arange(s.numel()) < torch.searchsorted(s, s) + fanout  # rank within its seed < fanout
                 s, p = s[keep], p[keep]
             parts_seed.append(s)
             parts_pos.append(p)
 
         # 2. High degree: draws with replacement, duplicates redrawn until none remain.
-        big = (~small).nonzero().flatten()
+        big = torch.empty(0, dtype=torch.long) if all_small else (~small).nonzero().flatten()
         if big.numel():
             d = deg[big].repeat_interleave(fanout)
             s = big.repeat_interleave(fanout)
@@ -112,9 +113,19 @@ class CSR:
         return torch.cat(parts_seed), torch.cat(parts_pos)
 
 
-def _expand(seed_idx: Tensor, start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
-    """For each seed i, the positions start[i] .. start[i] + count[i] - 1, with the seed index."""
-    s = seed_idx.repeat_interleave(count)
+def _expand(seed_idx: Tensor | None, start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+    """For each seed i, the positions start[i] .. start[i] + count[i] - 1, with the seed index
+    (``seed_idx[i]``, or i when ``seed_idx`` is None)."""
+    s = torch.repeat_interleave(count) if seed_idx is None else seed_idx.repeat_interleave(count)
     idx = torch.arange(s.numel())
     shift = start - (torch.cumsum(count, 0) - count)  # position = start + (index - first index of the seed)
     return s, idx + shift.repeat_interleave(count)
+
+
+def isin(values: Tensor, test: Tensor) -> Tensor:
+    """``torch.isin(values, test)`` by one sort and a binary search (a few times faster on the
+    small tensors of a batch)."""
+    if test.numel() == 0:
+        return torch.zeros_like(values, dtype=torch.bool)
+    ref = torch.sort(test).values
+    return ref[torch.searchsorted(ref, values).clamp_(max=ref.numel() - 1)] == values

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.sampler import BaseSampler, EdgeSamplerInput, HeteroSamplerOutput, NodeSamplerInput
 
-from kgclip.sampling.csr import CSR
+from kgclip.sampling.csr import CSR, isin
 from kgclip.typing import EdgeType, NodeType
 
 _EMPTY = torch.empty(0, dtype=torch.long)
@@ -146,10 +146,13 @@ class HeteroNeighborSampler(BaseSampler):
             parts.append((src, frontier[seed_pos // self._k], self.csr.eid[pos], self._slot_type[ntype].flatten()[seed_pos], hop))
             if hop < len(self.num_neighbors):  # the nodes reached first at this hop are the next frontier
                 new = src.unique()
-                frontier = new[~torch.isin(new, seen)]
+                frontier = new[~isin(new, seen)]
                 seen = torch.cat([seen, frontier])
         if not parts:
             return SampledEdges(_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY)
+        if len(parts) == 1:
+            src, dst, edge, et, hop = parts[0]
+            return SampledEdges(src, dst, edge, et, torch.ones_like(src))
         return SampledEdges(
             src=torch.cat([p[0] for p in parts]),
             dst=torch.cat([p[1] for p in parts]),

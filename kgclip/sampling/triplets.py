@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kgclip.errors import ConfigError
 from kgclip.graph import KnowledgeGraph
+from kgclip.sampling.csr import isin
 from kgclip.sampling.negatives import HardNegatives
 from kgclip.sampling.neighbor import JointLayout, make_sampler, sample_edges
 from kgclip.sampling.views import ViewIndex
@@ -185,16 +186,18 @@ class TripletSampler:
         # Only hop-1 edges end at batch tails, so only they can be batch triplets: compare
         # (tail slot, relation, head) keys (no overflow: tail slot < batch size).
         r_count, n = max(self.num_relations, 1), self.num_entities
-        first = hop == 1
-        key = (torch.searchsorted(tails, dst[first]) * r_count + rel[first]) * n + src[first]
         own = (torch.searchsorted(tails, t) * r_count + r) * n + h
-        keep = torch.ones_like(hop, dtype=torch.bool)
-        keep[first] = ~torch.isin(key, own)
+        if len(self.fanouts) == 1:  # every edge is a hop-1 edge
+            keep = ~isin((torch.searchsorted(tails, dst) * r_count + rel) * n + src, own)
+        else:
+            first = hop == 1
+            keep = torch.ones_like(hop, dtype=torch.bool)
+            keep[first] = ~isin((torch.searchsorted(tails, dst[first]) * r_count + rel[first]) * n + src[first], own)
         if not bool(keep.all()):
             for k in range(2, len(self.fanouts) + 1):  # drop edges into nodes that only removed edges reached
                 reached = src[keep & (hop == k - 1)]
                 at = hop == k
-                keep[at] &= torch.isin(dst[at], reached)
+                keep[at] &= isin(dst[at], reached)
             src, dst, rel, hop = src[keep], dst[keep], rel[keep], hop[keep]
         return src, dst, rel, hop
 
