@@ -54,3 +54,13 @@ def test_uniform_for_moderate_and_high_degree():
     high = torch.bincount(pos[seeds[seed_pos] == 2] - 12, minlength=100).double() / trials  # expected 3/100 each
     assert (mid - 0.3).abs().max() < 0.04
     assert (high - 0.03).abs().max() < 0.015
+
+
+def test_isin_matches_torch():
+    from kgclip.sampling.csr import isin
+
+    g = torch.Generator().manual_seed(0)
+    for n, m in ((50, 7), (3, 200), (0, 5), (6, 0)):
+        a, b = torch.randint(0, 40, (n,), generator=g), torch.randint(0, 40, (m,), generator=g)
+        assert torch.equal(isin(a, b), torch.isin(a, b))
+    assert isin(torch.tensor([5, 1, 9]), torch.tensor([9, 5])).tolist() == [True, False, True]
