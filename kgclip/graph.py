@@ -108,7 +108,9 @@ class KnowledgeGraph:
         """A PyG ``HeteroData``: node types ``image`` and ``text`` (with ``global_id``), edge types
         per modality pair with ``edge_index`` (local indices) and ``relation`` (relation ids).
 
-        With ``add_reverse``, each edge type (s, "rel", d) gets a mirror (d, "rev_rel", s).
+        Each edge type's edges are sorted by destination (PyG's CSC order; ties in triplet order),
+        so a neighbour sampler groups in-edges without sorting again. With ``add_reverse``, each
+        edge type (s, "rel", d) gets a mirror (d, "rev_rel", s).
         """
         data = HeteroData()
         for m in MODALITIES:
@@ -116,8 +118,14 @@ class KnowledgeGraph:
             data[m].num_nodes = len(gid)
             data[m].global_id = torch.from_numpy(gid)
         code = self.modality[self.head] * np.int8(len(MODALITIES)) + self.modality[self.tail]  # index into EDGE_TYPES
-        order = np.argsort(code, kind="stable")  # int8 keys: numpy sorts them by radix, in one pass
-        bounds = np.searchsorted(code[order], np.arange(len(EDGE_TYPES) + 1))
+        tail_local = self.local[self.tail]
+        width = int(self.local.max()) + 1 if len(self.local) else 1
+        key = torch.from_numpy(code).to(torch.int64 if len(EDGE_TYPES) * width >= 2**31 else torch.int32)  # int32 keys sort faster
+        key = key.mul_(width).add_(torch.from_numpy(tail_local))  # (edge type, destination)
+        order = torch.sort(key, stable=True).indices.numpy()
+        del key
+        bounds = np.zeros(len(EDGE_TYPES) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(code, minlength=len(EDGE_TYPES)), out=bounds[1:])
         buf = np.empty(2 * len(order), dtype=np.int64)  # type i's (2, m) edge_index lives at buf[2 lo : 2 hi]
         relation = self.relation[order]
         for i, et in enumerate(EDGE_TYPES):
@@ -125,7 +133,7 @@ class KnowledgeGraph:
             sel = order[lo:hi]
             ei = buf[2 * lo : 2 * hi].reshape(2, hi - lo)
             np.take(self.local, self.head[sel], out=ei[0])
-            np.take(self.local, self.tail[sel], out=ei[1])
+            np.take(tail_local, sel, out=ei[1])
             data[et].edge_index = torch.from_numpy(ei)
             data[et].relation = torch.from_numpy(relation[lo:hi])
             if add_reverse:

@@ -21,21 +21,25 @@ class CSR:
     Attributes:
         indptr: [num_dst + 1] offsets; the in-edges of node v are positions indptr[v]:indptr[v+1].
         src: [num_edges] source node of each position.
-        eid: [num_edges] index of each position's edge in the original edge list.
+        eid: [num_edges] index of each position's edge in the original edge list, or None when
+            that is the position itself (edges given already grouped by destination).
     """
 
     indptr: Tensor
     src: Tensor
-    eid: Tensor
+    eid: Tensor | None
 
     @classmethod
     def from_edges(cls, src: Tensor, dst: Tensor, num_dst: int) -> "CSR":
-        """Build from parallel source / destination index tensors (one stable sort)."""
+        """Build from parallel source / destination index tensors (one stable sort, none when
+        ``dst`` is already in order)."""
         src, dst = torch.as_tensor(src, dtype=torch.long), torch.as_tensor(dst, dtype=torch.long)
-        eid = torch.sort(dst, stable=True).indices
         counts = torch.bincount(dst, minlength=num_dst)
         indptr = torch.zeros(num_dst + 1, dtype=torch.long)
         torch.cumsum(counts, 0, out=indptr[1:])
+        if is_sorted(dst):
+            return cls(indptr=indptr, src=src, eid=None)
+        eid = torch.sort(dst.int() if num_dst < 2**31 else dst, stable=True).indices  # int32 keys sort faster
         return cls(indptr=indptr, src=src[eid], eid=eid)
 
     @property
@@ -43,7 +47,11 @@ class CSR:
         return int(self.src.numel())
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.indptr, self.src, self.eid))
+        return sum(t.numel() * t.element_size() for t in (self.indptr, self.src, self.eid) if t is not None)
+
+    def edge_ids(self, pos: Tensor) -> Tensor:
+        """The original edge index of CSR positions."""
+        return pos if self.eid is None else self.eid[pos]
 
     def degree(self, nodes: Tensor) -> Tensor:
         return self.indptr[nodes + 1] - self.indptr[nodes]
@@ -58,8 +66,8 @@ class CSR:
 
         Returns:
             (seed_pos, pos): for each sampled edge, the index of its seed in ``seeds`` and its
-            position in this CSR (``src[pos]`` is the neighbour, ``eid[pos]`` the edge). Edges of
-            one seed are not necessarily adjacent.
+            position in this CSR (``src[pos]`` is the neighbour, ``edge_ids(pos)`` the edge).
+            Edges of one seed are not necessarily adjacent.
         """
         seeds = seeds.long()
         start = self.indptr[seeds]
@@ -129,3 +137,8 @@ def isin(values: Tensor, test: Tensor) -> Tensor:
         return torch.zeros_like(values, dtype=torch.bool)
     ref = torch.sort(test).values
     return ref[torch.searchsorted(ref, values).clamp_(max=ref.numel() - 1)] == values
+
+
+def is_sorted(x: Tensor) -> bool:
+    """Whether ``x`` is in non-decreasing order."""
+    return x.numel() < 2 or bool((x[1:] >= x[:-1]).all())

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.sampler import BaseSampler, EdgeSamplerInput, HeteroSamplerOutput, NodeSamplerInput
 
-from kgclip.sampling.csr import CSR, isin
+from kgclip.sampling.csr import CSR, is_sorted, isin
 from kgclip.typing import EdgeType, NodeType
 
 _EMPTY = torch.empty(0, dtype=torch.long)
@@ -83,8 +83,10 @@ class SampledEdges:
 class HeteroNeighborSampler(BaseSampler):
     """Uniform in-edge sampling per hop and edge type, without replacement.
 
-    All edge types live in one :class:`CSR` whose rows are (destination node, edge type) slots,
-    so a hop over every edge type is one vectorised call.
+    All edge types live in one :class:`CSR` whose rows are (edge type, destination node) slots,
+    edge type after edge type, so a hop over every edge type is one vectorised call. When each
+    edge type's ``edge_index`` is sorted by destination (as ``KnowledgeGraph.to_hetero_data``
+    gives it) the build needs no sort.
 
     Args:
         data: the graph; each edge type needs ``edge_index`` (local indices).
@@ -97,21 +99,34 @@ class HeteroNeighborSampler(BaseSampler):
         self.layout = JointLayout.of(data)
         lay = self.layout
         self.num_nodes: dict[NodeType, int] = {nt: int(data[nt].num_nodes) for nt in lay.node_types}
-        # slot of (joint node v, j) = v * K + j, j the rank of the edge type among the types into v's type
+        # slots: edge type i's in-edges of its local destination v sit in slot slot_base[i] + v;
+        # the last slot stays empty (it stands for "no such edge type" below)
+        sizes = torch.tensor([0] + [self.num_nodes[et[2]] for et in lay.edge_types])
+        slot_base = torch.cumsum(sizes, 0)
+        self._empty_slot = int(slot_base[-1])
         into = {nt: [i for i, et in enumerate(lay.edge_types) if et[2] == nt] for nt in lay.node_types}
         self._k = max([len(v) for v in into.values()] + [1])
+        # per node type t and j < K: the j-th edge type into t (-1: none) and its first slot
         self._slot_type = torch.full((len(lay.node_types), self._k), -1, dtype=torch.long)
         for t, nt in enumerate(lay.node_types):
             self._slot_type[t, : len(into[nt])] = torch.tensor(into[nt], dtype=torch.long)
-        srcs, slots = [], []
-        for i, et in enumerate(lay.edge_types):
+        self._slot_base = torch.where(self._slot_type >= 0, slot_base[self._slot_type.clamp(min=0)], -1)
+        srcs, dsts = [], []
+        for et in lay.edge_types:
             ei = data[et].edge_index
-            s_t, d_t = lay.node_type_index(et[0]), lay.node_type_index(et[2])
-            srcs.append(ei[0].long() + lay.node_offset[s_t])
-            slots.append((ei[1].long() + lay.node_offset[d_t]) * self._k + into[et[2]].index(i))
-        num_slots = int(lay.node_offset[-1]) * self._k
-        self.csr = CSR.from_edges(torch.cat(srcs) if srcs else _EMPTY, torch.cat(slots) if slots else _EMPTY, num_slots)
+            srcs.append(ei[0].long() + lay.node_offset[lay.node_type_index(et[0])])
+            dsts.append(ei[1].long())
+        if all(is_sorted(d) for d in dsts):  # slots already in order: counts per slot, no sort
+            counts = torch.cat([torch.bincount(d, minlength=self.num_nodes[et[2]]) for d, et in zip(dsts, lay.edge_types, strict=True)]
+                               + [torch.zeros(1, dtype=torch.long)])
+            indptr = torch.zeros(counts.numel() + 1, dtype=torch.long)
+            torch.cumsum(counts, 0, out=indptr[1:])
+            self.csr = CSR(indptr=indptr, src=torch.cat([_EMPTY, *srcs]), eid=None)
+        else:
+            slots = torch.cat([_EMPTY] + [d + slot_base[i] for i, d in enumerate(dsts)])
+            self.csr = CSR.from_edges(torch.cat([_EMPTY, *srcs]), slots, self._empty_slot + 1)
         self.generator = torch.Generator().manual_seed(seed)
+        self._position: Tensor | None = None  # scratch map of _output, made on first use
 
     def nbytes(self) -> int:
         """Memory of the CSR structure."""
@@ -129,79 +144,83 @@ class HeteroNeighborSampler(BaseSampler):
         Returns:
             The sampled edges, hop by hop.
         """
+        if isinstance(seeds, dict):
+            seeds = torch.cat([_EMPTY] + [self.layout.joint(nt, s) for nt, s in seeds.items()])
+        return self._sample(seeds.long().unique(), generator)[0]
+
+    def _sample(self, frontier: Tensor, generator: torch.Generator | None, want_nodes: bool = False) -> tuple[SampledEdges, list[Tensor]]:
+        """Edges from distinct joint seeds, and (with ``want_nodes``) the joint ids each hop reached
+        first, ascending."""
         g = self.generator if generator is None else generator
         lay = self.layout
-        if isinstance(seeds, dict):
-            seeds = torch.cat([_EMPTY] + [lay.joint(nt, s) for nt, s in seeds.items()])
-        frontier = seeds.long().unique()
         seen = frontier
         parts: list[tuple[Tensor, ...]] = []
+        firsts: list[Tensor] = []
         for hop, fanout in enumerate(self.num_neighbors, start=1):
             if frontier.numel() == 0:
-                break
+                firsts.append(_EMPTY)
+                continue
             ntype = torch.bucketize(frontier, lay.node_offset[1:], right=True)
-            slots = (frontier * self._k).unsqueeze(1) + torch.arange(self._k)
+            base = self._slot_base[ntype]  # [n, K]
+            slots = torch.where(base >= 0, base + (frontier - lay.node_offset[ntype]).unsqueeze(1), self._empty_slot)
             seed_pos, pos = self.csr.sample(slots.flatten(), fanout, g)
             src = self.csr.src[pos]
-            parts.append((src, frontier[seed_pos // self._k], self.csr.eid[pos], self._slot_type[ntype].flatten()[seed_pos], hop))
-            if hop < len(self.num_neighbors):  # the nodes reached first at this hop are the next frontier
+            parts.append((src, frontier[seed_pos // self._k], self.csr.edge_ids(pos), self._slot_type[ntype].flatten()[seed_pos], hop))
+            if want_nodes or hop < len(self.num_neighbors):  # the nodes reached first at this hop are the next frontier
                 new = src.unique()
                 frontier = new[~isin(new, seen)]
                 seen = torch.cat([seen, frontier])
+                firsts.append(frontier)
         if not parts:
-            return SampledEdges(_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY)
+            return SampledEdges(_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY), firsts
         if len(parts) == 1:
             src, dst, edge, et, hop = parts[0]
-            return SampledEdges(src, dst, edge, et, torch.ones_like(src))
+            return SampledEdges(src, dst, edge, et, torch.full_like(src, hop)), firsts
         return SampledEdges(
             src=torch.cat([p[0] for p in parts]),
             dst=torch.cat([p[1] for p in parts]),
             edge=torch.cat([p[2] for p in parts]),
             edge_type=torch.cat([p[3] for p in parts]),
             hop=torch.cat([torch.full_like(p[0], p[4]) for p in parts]),
-        )
+        ), firsts
 
     def _output(self, seeds: dict[NodeType, Tensor], generator: torch.Generator | None = None) -> tuple[HeteroSamplerOutput, dict[NodeType, Tensor]]:
         """PyG's output for ``seeds``, and the position of each seed in its type's ``node``."""
         lay = self.layout
-        s = self.sample_edges(seeds, generator)
         num_hops = len(self.num_neighbors)
-        node: dict[NodeType, Tensor] = {}
-        n_nodes: dict[NodeType, list[int]] = {}
-        seed_local: dict[NodeType, Tensor] = {}
         # each type's nodes: its seeds in the given order (first occurrences), then the nodes each hop reached first
-        reached = [s.src[s.hop == h] for h in range(1, num_hops + 1)]
-        seen_joint = torch.cat([_EMPTY] + [lay.joint(nt, x) for nt, x in seeds.items()]).unique()
-        firsts = []
-        for r in reached:
-            new = r.unique()
-            new = new[~torch.isin(new, seen_joint)]
-            seen_joint = torch.cat([seen_joint, new])
-            firsts.append(new)
-        for t, nt in enumerate(lay.node_types):
-            lo, hi = lay.node_offset[t], lay.node_offset[t + 1]
+        ordered: dict[NodeType, Tensor] = {}
+        seed_local: dict[NodeType, Tensor] = {}
+        for nt in lay.node_types:
             given = seeds.get(nt, _EMPTY).long()
             uniq, inv = torch.unique(given, return_inverse=True)
             first_at = torch.full((uniq.numel(),), given.numel(), dtype=torch.long).scatter_reduce(0, inv, torch.arange(given.numel()), "amin")
-            ordered = uniq[torch.argsort(first_at)]
-            seed_local[nt] = torch.argsort(torch.argsort(first_at))[inv]
-            per_hop = [ordered] + [f[(f >= lo) & (f < hi)] - lo for f in firsts]
+            rank = torch.argsort(first_at)
+            ordered[nt] = uniq[rank]
+            seed_local[nt] = torch.argsort(rank)[inv]
+        start = torch.cat([_EMPTY] + [lay.joint(nt, x) for nt, x in ordered.items()]).unique()
+        s, firsts = self._sample(start, generator, want_nodes=True)
+        node: dict[NodeType, Tensor] = {}
+        n_nodes: dict[NodeType, list[int]] = {}
+        # position of each joint node in its type's `node` list, through a scratch map (only the touched entries are written)
+        if self._position is None:
+            self._position = torch.empty(int(lay.node_offset[-1]), dtype=torch.long)
+        cuts = [torch.searchsorted(f, lay.node_offset) for f in firsts]  # firsts are ascending: types are runs
+        for t, nt in enumerate(lay.node_types):
+            per_hop = [ordered[nt]] + [f[c[t] : c[t + 1]] - lay.node_offset[t] for f, c in zip(firsts, cuts, strict=True)]
             node[nt] = torch.cat(per_hop)
             n_nodes[nt] = [int(x.numel()) for x in per_hop]
-        lookup = {nt: _position_lookup(node[nt]) for nt in lay.node_types}
+            self._position[node[nt] + lay.node_offset[t]] = torch.arange(node[nt].numel())
+        row_all, col_all = self._position[s.src], self._position[s.dst]
+        order = torch.argsort(s.edge_type, stable=True)  # by type; within a type hop-major as sampled
+        bounds = [0, *torch.cumsum(torch.bincount(s.edge_type, minlength=len(lay.edge_types)), 0).tolist()]
         row: dict[EdgeType, Tensor] = {}
         col: dict[EdgeType, Tensor] = {}
         edge: dict[EdgeType, Tensor] = {}
         n_edges: dict[EdgeType, list[int]] = {}
-        order = torch.argsort(s.edge_type * (num_hops + 1) + s.hop, stable=True)  # by type, hop-major within a type
-        et_sorted = s.edge_type[order]
-        bounds = torch.searchsorted(et_sorted, torch.arange(len(lay.edge_types) + 1)).tolist()
         for i, et in enumerate(lay.edge_types):
             sel = order[bounds[i] : bounds[i + 1]]
-            s_t, d_t = lay.node_type_index(et[0]), lay.node_type_index(et[2])
-            row[et] = lookup[et[0]](s.src[sel] - lay.node_offset[s_t])
-            col[et] = lookup[et[2]](s.dst[sel] - lay.node_offset[d_t])
-            edge[et] = s.edge[sel] - lay.edge_offset[i]
+            row[et], col[et], edge[et] = row_all[sel], col_all[sel], s.edge[sel] - lay.edge_offset[i]
             n_edges[et] = torch.bincount(s.hop[sel] - 1, minlength=num_hops).tolist() if num_hops else []
         return HeteroSamplerOutput(node=node, row=row, col=col, edge=edge, batch=None,
                                    num_sampled_nodes=n_nodes, num_sampled_edges=n_edges), seed_local
@@ -227,13 +246,6 @@ class HeteroNeighborSampler(BaseSampler):
             label_index = torch.stack([seed_local[src_t], seed_local[dst_t]])
         out.metadata = (index.input_id, label_index, index.label, index.time)
         return out
-
-
-def _position_lookup(nodes: Tensor):
-    """A function: node ids -> their positions in ``nodes`` (each present once)."""
-    order = torch.argsort(nodes)
-    sorted_nodes = nodes[order]
-    return lambda x: order[torch.searchsorted(sorted_nodes, x)]
 
 
 def pyg_lib_available() -> bool:

@@ -33,6 +33,9 @@ def test_hetero_data_edges_map_back_to_store_triplets(toy_store):
         assert torch.equal(rev.edge_index, data[et].edge_index.flip(0))
     t = s.triplets
     assert got == set(zip(t.head_id, t.relation_id, t.tail_id, strict=True))
+    for et in EDGE_TYPES:  # CSC order: sorted by destination
+        dst = data[et].edge_index[1]
+        assert torch.equal(dst, torch.sort(dst).values)
 
 
 def test_local_global_maps_are_inverse(toy_store):

@@ -64,3 +64,12 @@ def test_isin_matches_torch():
         a, b = torch.randint(0, 40, (n,), generator=g), torch.randint(0, 40, (m,), generator=g)
         assert torch.equal(isin(a, b), torch.isin(a, b))
     assert isin(torch.tensor([5, 1, 9]), torch.tensor([9, 5])).tolist() == [True, False, True]
+
+
+def test_sorted_input_needs_no_edge_map():
+    dst = torch.tensor([0, 0, 2, 2, 2])
+    csr = CSR.from_edges(torch.tensor([4, 3, 2, 1, 0]), dst, 3)
+    assert csr.eid is None and csr.indptr.tolist() == [0, 2, 2, 5]
+    seed_pos, pos = csr.sample(torch.tensor([2, 0]), -1)
+    assert torch.equal(dst[csr.edge_ids(pos)], torch.tensor([2, 0])[seed_pos])
+    assert sorted(csr.src[pos].tolist()) == [0, 1, 2, 3, 4]
