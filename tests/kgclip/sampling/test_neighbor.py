@@ -167,3 +167,28 @@ def test_module_sample_edges_drives_a_pyg_style_sampler(graph):
         local = x.edge[sel] - lay.edge_offset[i]
         assert torch.equal(data[et].edge_index[0, local] + lay.node_offset[lay.node_type_index(et[0])], x.src[sel])
         assert torch.equal(data[et].edge_index[1, local] + lay.node_offset[lay.node_type_index(et[2])], x.dst[sel])
+
+
+def test_edges_in_any_order_give_the_same_neighbourhoods(graph):
+    """The sampler sorts edges that do not come sorted by destination; edge ids stay the graph's."""
+    data = graph.to_hetero_data()
+    shuffled = data.clone()
+    perms = {}
+    for et in data.edge_types:
+        perms[et] = torch.randperm(data[et].edge_index.shape[1], generator=torch.Generator().manual_seed(1))
+        shuffled[et].edge_index = data[et].edge_index[:, perms[et]]
+    a, b = HeteroNeighborSampler(data, [-1, -1]), HeteroNeighborSampler(shuffled, [-1, -1])
+    assert a.csr.eid is None and b.csr.eid is not None
+    seeds = {"text": torch.tensor([1, 3]), "image": torch.tensor([0])}
+    x, y = a.sample_edges(seeds), b.sample_edges(seeds)
+    lay = a.layout
+
+    def graph_edges(s, perm_of):
+        out = set()
+        for src, dst, e, t, hop in zip(s.src.tolist(), s.dst.tolist(), s.edge.tolist(), s.edge_type.tolist(), s.hop.tolist(), strict=True):
+            et = lay.edge_types[t]
+            local = e - int(lay.edge_offset[t])
+            out.add((src, dst, int(perm_of[et][local]) if perm_of else local, hop))
+        return out
+
+    assert graph_edges(x, None) == graph_edges(y, perms) and x.src.numel() > 0
