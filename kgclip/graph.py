@@ -117,25 +117,23 @@ class KnowledgeGraph:
             gid = self.global_ids[m]
             data[m].num_nodes = len(gid)
             data[m].global_id = torch.from_numpy(gid)
-        code = self.modality[self.head] * np.int8(len(MODALITIES)) + self.modality[self.tail]  # index into EDGE_TYPES
-        tail_local = self.local[self.tail]
-        width = int(self.local.max()) + 1 if len(self.local) else 1
-        key = torch.from_numpy(code).to(torch.int64 if len(EDGE_TYPES) * width >= 2**31 else torch.int32)  # int32 keys sort faster
-        key = key.mul_(width).add_(torch.from_numpy(tail_local))  # (edge type, destination)
-        order = torch.sort(key, stable=True).indices.numpy()
+        # torch gathers (multi-threaded on big arrays) over the numpy arrays, without copies
+        head, tail, modality, local = (torch.from_numpy(a) for a in (self.head, self.tail, self.modality, self.local))
+        code = modality[head] * len(MODALITIES) + modality[tail]  # int8: the index into EDGE_TYPES
+        tail_local = local[tail]
+        width = int(local.max()) + 1 if local.numel() else 1
+        key = code.to(torch.int64 if len(EDGE_TYPES) * width >= 2**31 else torch.int32)  # int32 keys sort faster
+        key = key.mul_(width).add_(tail_local)  # (edge type, destination)
+        order = torch.sort(key, stable=True).indices
         del key
-        bounds = np.zeros(len(EDGE_TYPES) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(code, minlength=len(EDGE_TYPES)), out=bounds[1:])
-        buf = np.empty(2 * len(order), dtype=np.int64)  # type i's (2, m) edge_index lives at buf[2 lo : 2 hi]
-        relation = self.relation[order]
+        bounds = [0, *torch.cumsum(torch.bincount(code, minlength=len(EDGE_TYPES)), 0).tolist()]
+        del code
+        relation = torch.from_numpy(self.relation)[order]
         for i, et in enumerate(EDGE_TYPES):
-            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            lo, hi = bounds[i], bounds[i + 1]
             sel = order[lo:hi]
-            ei = buf[2 * lo : 2 * hi].reshape(2, hi - lo)
-            np.take(self.local, self.head[sel], out=ei[0])
-            np.take(tail_local, sel, out=ei[1])
-            data[et].edge_index = torch.from_numpy(ei)
-            data[et].relation = torch.from_numpy(relation[lo:hi])
+            data[et].edge_index = torch.stack([local[head[sel]], tail_local[sel]])
+            data[et].relation = relation[lo:hi]
             if add_reverse:
                 rev = (et[2], "rev_rel", et[0])
                 data[rev].edge_index = data[et].edge_index.flip(0)
