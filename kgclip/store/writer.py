@@ -105,12 +105,15 @@ class StoreWriter:
         self._entity_rows = min(self.shard_rows, _ENTITY_BUFFER_ROWS)
         self.settings = dict(settings or {})
         self._tmp = temp_path(self.path)
+        # folders above the store that this writer makes: removed again when it aborts
+        self._made_parents = [p for p in (self.path.parent, *self.path.parent.parents) if not os.path.lexists(p)]
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             (self._tmp / ENTITIES_DIR).mkdir(parents=True)
             (self._tmp / TRIPLETS_DIR).mkdir()
         except OSError as exc:
             shutil.rmtree(self._tmp, ignore_errors=True)
+            self._remove_made_parents()
             raise StoreError(f"{self.path}: cannot create the store folder ({exc.strerror or exc})") from None
         self._overwrite = overwrite
         self._entity_ids: dict[str, int] = {}
@@ -455,7 +458,15 @@ class StoreWriter:
             self._entity_file.close()
             self._entity_file = None
         shutil.rmtree(self._tmp, ignore_errors=True)
+        self._remove_made_parents()
         self._closed = True
+
+    def _remove_made_parents(self) -> None:
+        for p in self._made_parents:  # the deepest first; one that is no longer empty stays
+            try:
+                p.rmdir()
+            except OSError:
+                return
 
     def __enter__(self) -> "StoreWriter":
         return self

@@ -411,3 +411,12 @@ def test_11_visual_genome_numbers_beyond_64_bits_are_counted_skips(tmp_path, cap
     assert err == [f"{tmp_path / 'image_data.json'}: record {k}: {bad_image}" for k in (1, 2)] + \
                   [f"{tmp_path / 'relationships.json'}: image 1, relationship 1: object lacks an integer object_id"]
     assert len(s.triplets) == 1
+
+
+def test_10_a_failed_conversion_removes_the_folders_it_made_above_out(tmp_path, capsys):
+    (tmp_path / "empty.tsv").write_text("")
+    refused(capsys, tmp_path, "prepare", "triples", tmp_path / "empty.tsv", "--out", tmp_path / "new" / "deeper" / "s",
+            match=f"kgclip prepare: error: {tmp_path / 'empty.tsv'}: empty file (no triple lines)")
+    (tmp_path / "t.tsv").write_text("dog\tIsA\tanimal\n")
+    rc, err, _ = run_cli(capsys, "prepare", "triples", tmp_path / "t.tsv", "--out", tmp_path / "new" / "deeper" / "s")
+    assert rc == 0 and err == [] and sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == ["s"]  # a success keeps them
