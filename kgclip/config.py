@@ -6,7 +6,8 @@ key and the expected type. The loader checks, once, everything a field's type st
 - ``Literal["pad", "drop"]``: one of the listed choices;
 - ``Annotated[int, Range(ge=1)]``: a number in range (``float`` values are also finite: ``nan`` and
   ``inf`` are refused for every float field);
-- ``tuple[float, float]``: exactly that many items.
+- ``tuple[float, float]``: exactly that many items;
+- ``dict[str, float]``: a mapping whose keys and values are checked as their types.
 
 :func:`check` runs the same checks on a config built in code (``dataclasses.replace``).
 """
@@ -40,7 +41,8 @@ class Range:
         for bound, ok, word in ((self.ge, lambda b: value >= b, ">="), (self.gt, lambda b: value > b, ">"),
                                 (self.le, lambda b: value <= b, "<="), (self.lt, lambda b: value < b, "<")):
             if bound is not None and not ok(bound):
-                raise ConfigError(f"{key}: must be {word} {bound:g}, got {value!r}")
+                shown = bound if isinstance(bound, int) else f"{bound:g}"
+                raise ConfigError(f"{key}: must be {word} {shown}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -80,6 +82,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
         return from_dict(tp, value, prefix=f"{key}.")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        kt, vt = args if len(args) == 2 else (Any, Any)
+        return {_coerce(k, kt, f"{key} key {k!r}"): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

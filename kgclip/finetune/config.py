@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 from kgclip.config import Range, apply_overrides, from_dict
 from kgclip.errors import ConfigError
-from kgclip.training.config import OptimConfig, TrainConfig
+from kgclip.model.knowledge_clip import check_fusion_heads
+from kgclip.training.config import SEED, OptimConfig, TrainConfig
 
 
 @dataclass
@@ -40,12 +41,15 @@ class FusionConfig:
     """The fusion encoder a CLIP init gets (freshly initialised); a Knowledge-CLIP init keeps its own.
     The defaults are the paper's (width 1024, 4 layers, drop path 0.1)."""
 
-    fusion_width: int = 1024
-    fusion_layers: int = 4
-    fusion_heads: int = 16
-    drop_path: float = 0.1
-    max_text_tokens: int = 32
-    max_image_tokens: int | None = None
+    fusion_width: Annotated[int, Range(ge=1)] = 1024
+    fusion_layers: Annotated[int, Range(ge=1)] = 4
+    fusion_heads: Annotated[int, Range(ge=1)] = 16
+    drop_path: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    max_text_tokens: Annotated[int, Range(ge=1)] = 32
+    max_image_tokens: Annotated[int, Range(ge=1)] | None = None
+
+    def __post_init__(self) -> None:
+        check_fusion_heads(self.fusion_width, self.fusion_heads)
 
 
 @dataclass
@@ -66,15 +70,15 @@ class CommonConfig:
 
     name: str = "finetune"
     run_dir: str = "runs"
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     optim: FinetuneOptim = field(default_factory=FinetuneOptim)
     train: FinetuneTrain = field(default_factory=FinetuneTrain)
     model: FusionConfig = field(default_factory=FusionConfig)
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    num_workers: int = 2
+    batch_size: Annotated[int, Range(ge=1)] = 32
+    eval_batch_size: Annotated[int, Range(ge=1)] = 64
+    num_workers: Annotated[int, Range(ge=0)] = 2
     augment: bool = False
-    head_hidden: int = 2
+    head_hidden: Annotated[int, Range(ge=0)] = 2
 
 
 @dataclass
@@ -91,7 +95,7 @@ class VqaConfig(CommonConfig):
     """VQA v2: ``num_answers`` most frequent training answers, soft-score BCE."""
 
     data: VqaData = field(default_factory=VqaData)
-    num_answers: int = 3129
+    num_answers: Annotated[int, Range(ge=1)] = 3129
 
 
 @dataclass
@@ -125,7 +129,7 @@ class RetrievalConfig(CommonConfig):
 
     data: RetrievalData = field(default_factory=RetrievalData)
     eval_splits: list[str] = field(default_factory=lambda: ["val", "test"])
-    max_eval_images: int | None = None
+    max_eval_images: Annotated[int, Range(ge=1)] | None = None
 
 
 @dataclass

@@ -1,12 +1,15 @@
 """Knowledge-CLIP: CLIP towers with token outputs + fusion encoder + E2R / G2E heads."""
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
+from kgclip.config import Range
+from kgclip.errors import ConfigError
 from kgclip.model.clip import ClipBundle, create_clip, embed_dim, encode_image_tokens, encode_text_tokens, image_widths, text_width
 from kgclip.model.fusion import FusionEncoder
 from kgclip.model.heads import G2EGraphNetwork, RelationClassifier
@@ -30,14 +33,23 @@ class ModelConfig:
 
     clip_model: str = "kgclip-tiny"
     pretrained: str | None = None
-    fusion_width: int = 1024
-    fusion_layers: int = 4
-    fusion_heads: int = 16
-    drop_path: float = 0.1
-    max_text_tokens: int = 32
-    max_image_tokens: int | None = None
-    gnn_layers: int = 1
-    init_temperature: float = 0.07
+    fusion_width: Annotated[int, Range(ge=1)] = 1024
+    fusion_layers: Annotated[int, Range(ge=1)] = 4
+    fusion_heads: Annotated[int, Range(ge=1)] = 16
+    drop_path: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    max_text_tokens: Annotated[int, Range(ge=1)] = 32
+    max_image_tokens: Annotated[int, Range(ge=1)] | None = None
+    gnn_layers: Annotated[int, Range(ge=0)] = 1
+    init_temperature: Annotated[float, Range(gt=0)] = 0.07
+
+    def __post_init__(self) -> None:
+        check_fusion_heads(self.fusion_width, self.fusion_heads)
+
+
+def check_fusion_heads(width: int, heads: int, prefix: str = "model.") -> None:
+    """A ConfigError unless the fusion width divides among the attention heads."""
+    if isinstance(width, int) and isinstance(heads, int) and heads > 0 and width % heads:
+        raise ConfigError(f"{prefix}fusion_width ({width}) must be a multiple of {prefix}fusion_heads ({heads})")
 
 
 @dataclass

@@ -16,6 +16,8 @@ Precision = Literal["auto", "fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
 
 _POSITIVE = Range(ge=1)
+SEED = Range(ge=0, lt=2**32)
+"""Seeds are what numpy accepts: 0 <= seed < 2**32."""
 _NON_NEGATIVE = Range(ge=0)
 
 
@@ -108,7 +110,7 @@ class RunConfig:
 
     name: str = "run"
     run_dir: str = "runs"
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -106,31 +106,81 @@ def _fmt(v: float | int | str) -> str:
     return str(v)
 
 
+class _Kept(logging.Handler):
+    """Keeps records in memory (until the run folder exists)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class RunLog:
+    """The ``kgclip`` loggers during a run: INFO records to ``train.log``, warnings to the console.
+
+    The records logged before the run folder exists (while the model and the data are built, so
+    that bad input fails before anything is written) are kept and written first when
+    :meth:`to_file` names the file. Use as a context manager; ``enabled=False`` (ranks other than
+    0) leaves logging as it is.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._logger = logging.getLogger("kgclip")
+        self._kept: _Kept | None = None
+        self._handlers: list[logging.Handler] = []
+        self._old: tuple[int, bool] | None = None
+
+    def __enter__(self) -> "RunLog":
+        if self.enabled:
+            console = logging.StreamHandler()
+            console.setLevel(logging.WARNING)
+            console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+            self._kept = _Kept()
+            self._old = (self._logger.level, self._logger.propagate)
+            self._add(console)
+            self._add(self._kept)
+            self._logger.setLevel(logging.INFO)
+            self._logger.propagate = False
+        return self
+
+    def _add(self, handler: logging.Handler) -> None:
+        self._logger.addHandler(handler)
+        self._handlers.append(handler)
+
+    def to_file(self, path: Path) -> None:
+        """From now on write INFO records to ``path``, after the ones kept so far."""
+        if not self.enabled or self._kept is None:
+            return
+        fh = logging.FileHandler(path)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for record in self._kept.records:
+            fh.handle(record)
+        self._logger.removeHandler(self._kept)
+        self._handlers.remove(self._kept)
+        self._kept = None
+        self._add(fh)
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handlers:
+            self._logger.removeHandler(h)
+            h.close()
+        self._handlers = []
+        if self._old is not None:
+            self._logger.setLevel(self._old[0])
+            self._logger.propagate = self._old[1]
+            self._old = None
+
+
 @contextlib.contextmanager
 def log_to_file(path: Path | None) -> Iterator[None]:
     """Send the ``kgclip`` loggers' INFO records to ``path`` and warnings to the console while in the block.
 
     None: leave logging as it is (ranks other than 0).
     """
-    if path is None:
+    with RunLog(path is not None) as run_log:
+        if path is not None:
+            run_log.to_file(path)
         yield
-        return
-    logger = logging.getLogger("kgclip")
-    fh = logging.FileHandler(path)
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    console = logging.StreamHandler()
-    console.setLevel(logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    old = (logger.level, logger.propagate)
-    logger.addHandler(fh)
-    logger.addHandler(console)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        for h in (fh, console):
-            logger.removeHandler(h)
-            h.close()
-        logger.setLevel(old[0])
-        logger.propagate = old[1]

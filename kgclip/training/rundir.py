@@ -121,6 +121,40 @@ def _archive_name(folder: Path) -> Path:
     return target
 
 
+def _exists_error(folder: Path) -> RunFolderError:
+    return RunFolderError(f"{folder}: a run of this name exists; pass train.resume=latest to continue it, "
+                          f"--force to move it aside, or choose another name")
+
+
+def check_run_folder(run_dir: str | os.PathLike, name: str, *, resume: bool, force: bool) -> None:
+    """Refuse early, writing nothing, what :func:`open_run_folder` would refuse: an existing run
+    (neither resume nor force) or a folder another live run holds; so that a run that will be
+    refused does not first build its model and data.
+
+    Raises:
+        ConfigError: bad name. RunFolderError: as :func:`open_run_folder`.
+    """
+    folder = Path(run_dir) / check_run_name(name)
+    if not folder.is_dir():
+        return
+    if not resume and not force and _contents(folder):
+        raise _exists_error(folder)
+    lock = folder / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            return
+        raise RunFolderError(f"{folder}: another run is training in this folder ({RunLock(folder)._holder()}); "
+                             f"wait for it to end or choose another name") from None
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+
+
 def open_run_folder(run_dir: str | os.PathLike, name: str, *, resume: bool, force: bool) -> tuple[Path, RunLock]:
     """Make or reopen ``<run_dir>/<name>/`` and lock it.
 
@@ -146,8 +180,7 @@ def open_run_folder(run_dir: str | os.PathLike, name: str, *, resume: bool, forc
     try:
         if _contents(folder) and not resume:
             if not force:
-                raise RunFolderError(f"{folder}: a run of this name exists; pass train.resume=latest to continue it, "
-                                     f"--force to move it aside, or choose another name")
+                raise _exists_error(folder)
             aside = _archive_name(folder)
             folder.rename(aside)
             lock.moved_to(aside)

@@ -59,9 +59,9 @@ from kgclip.training.checkpoint import (
 )
 from kgclip.training.config import OptimConfig, TrainConfig
 from kgclip.training.distributed import DistEnv, OutputTap, init_distributed, mean_over_ranks, on_main, wrap_ddp
-from kgclip.training.logger import METRICS, MetricsLogger, log_to_file, truncate_metrics
+from kgclip.training.logger import METRICS, MetricsLogger, RunLog, truncate_metrics
 from kgclip.training.precision import autocast
-from kgclip.training.rundir import RunLock, check_run_name, clean_stale_temporaries, open_run_folder
+from kgclip.training.rundir import RunLock, check_run_folder, check_run_name, clean_stale_temporaries, open_run_folder
 from kgclip.training.schedule import cosine_schedule
 
 log = logging.getLogger("kgclip.training")
@@ -427,38 +427,45 @@ class Trainer:
     # -- the whole run --------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Open the run folder, build, resume if configured, train to ``train.steps``, save.
+        """Build, open the run folder, resume if configured, train to ``train.steps``, save.
+
+        Everything that can refuse the run (the checkpoint to resume, an existing or busy run
+        folder, the task's model and data as :meth:`build` makes them) is checked before the run
+        folder is made or changed: a refused run writes nothing.
 
         Raises:
-            KgclipError: the run folder cannot be used, the checkpoint does not fit, a loss went
-            non-finite. KeyboardInterrupt: after saving the state of the last finished step.
+            KgclipError: the run folder cannot be used, the checkpoint does not fit, the model or
+            the data cannot be built, a loss went non-finite. KeyboardInterrupt: after saving the
+            state of the last finished step.
         """
         spec = self.config.train.resume
-        found = self._find_checkpoint(spec) if spec else None  # every refusal before anything is written
+        found = self._find_checkpoint(spec) if spec else None
+        here = found is not None and self._in_this_run(found[0])
+        cfg = self.config
+        on_main(self.env, lambda: check_run_folder(cfg.run_dir, cfg.name, resume=here, force=self.force))
         lock: RunLock | None = None
-        if self.env.is_main:
-            here = found is not None and self._in_this_run(found[0])
-            self.run_dir, lock = on_main(self.env, lambda: open_run_folder(self.config.run_dir, self.config.name, resume=here,
-                                                                           force=self.force))
-        else:
-            on_main(self.env, lambda: None)
-        try:
-            with log_to_file(self.run_dir / "train.log" if self.env.is_main else None):
-                if lock is not None and lock.taken_over:
-                    log.info(lock.taken_over)
-                if self.env.is_main:
-                    clean_stale_temporaries(self.run_dir / "checkpoints")
+        with RunLog(self.env.is_main) as run_log:
+            try:
                 if self.model is None:
-                    self.build()
+                    self.build()  # bad data or model settings fail here, before the run folder exists
+                if self.env.is_main:
+                    self.run_dir, lock = on_main(self.env, lambda: open_run_folder(cfg.run_dir, cfg.name, resume=here, force=self.force))
+                else:
+                    on_main(self.env, lambda: None)
+                if self.env.is_main:
+                    run_log.to_file(self.run_dir / "train.log")
+                    if lock is not None and lock.taken_over:
+                        log.info(lock.taken_over)
+                    clean_stale_temporaries(self.run_dir / "checkpoints")
                 if found is not None:
                     self._restore(*found)
                     found = None  # the checkpoint's tensors are in the model now
                 if self.env.is_main:
                     (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
                 return self._loop()
-        finally:
-            if lock is not None:
-                lock.release()
+            finally:
+                if lock is not None:
+                    lock.release()
 
     def _loop(self) -> TrainResult:
         cfg, env = self.config, self.env

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from kgclip.training import load_checkpoint
+from kgclip.training.rundir import RunLock
 from tests.experiments.test_hostile_store import refused, run_cli, snapshot
 from tests.kgclip.training.test_loop import _config, _store
 
@@ -206,3 +207,29 @@ def test_11_bad_config_values_are_one_line_naming_the_key(setup, capsys, overrid
     root, cfg = setup
     refused(capsys, root, "train", cfg, override, match=match)
     assert not (root / "runs").exists()
+
+
+# -- 9 and 11. what only building the model and the batches can find ----------------------------------------------
+
+@pytest.mark.parametrize(("override", "match"), [
+    ("data.source_weights={nowhere: 1}", "source_weights names 'nowhere', which no training triplet has as source"),
+    ("model.clip_model=no-such-model", "unknown CLIP model 'no-such-model'"),
+])
+def test_11_an_error_found_while_building_makes_no_run_folder_and_the_fixed_command_runs(setup, capsys, override, match):
+    root, cfg = setup
+    refused(capsys, root, "train", cfg, override, match=match)
+    assert not (root / "runs").exists()  # before: runs/t/train.log was left, and the fixed command was refused as an existing run
+    _train(capsys, cfg, "train.steps=1")
+    assert "entity images:" in (root / "runs" / "t" / "train.log").read_text()  # what building logged is in train.log
+
+
+def test_3_a_busy_run_is_refused_before_its_model_and_data_are_built(setup, capsys, monkeypatch):
+    from kgclip.training.trainer import Trainer
+
+    root, cfg = setup
+    _train(capsys, cfg, "train.steps=2")
+    run = root / "runs" / "t"
+    monkeypatch.setattr(Trainer, "build", lambda self: pytest.fail("built before the run folder was checked"))
+    refused(capsys, root, "train", cfg, match=f"{run}: a run of this name exists")
+    with RunLock(run):
+        refused(capsys, root, "train", cfg, "train.resume=latest", match=f"{run}: another run is training in this folder (process {os.getpid()}")

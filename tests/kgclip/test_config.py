@@ -76,6 +76,16 @@ def test_round_trip_and_check_of_a_config_built_in_code():
     ("data.image_cache=yes", r"data.image_cache: expected one of 'auto', 'off', got 'on'"),
     ("data.image_cache=maybe", r"data.image_cache: expected one of 'auto', 'off', got 'maybe'"),
     ("loss.kd_mode=kl", r"loss.kd_mode: expected one of 'logits', 'features', got 'kl'"),
+    # each of these crashed (a traceback) or trained nonsense with rc 0 before the loader checked it
+    ("seed=-1", r"^seed: must be >= 0, got -1$"),
+    ("seed=4294967296", r"^seed: must be < 4294967296, got 4294967296$"),
+    ("model.fusion_width=0", r"^model.fusion_width: must be >= 1, got 0$"),
+    ("model.fusion_heads=3", r"^model.fusion_width \(1024\) must be a multiple of model.fusion_heads \(3\)$"),
+    ("model.max_text_tokens=0", r"^model.max_text_tokens: must be >= 1, got 0$"),
+    ("model.drop_path=1", r"^model.drop_path: must be < 1, got 1.0$"),
+    ("model.init_temperature=0", r"^model.init_temperature: must be > 0, got 0.0$"),
+    ("data.source_weights=5", r"^data.source_weights: expected a mapping, got 5$"),
+    ("data.source_weights={vg: .nan}", r"^data.source_weights.vg: expected a finite number, got nan$"),
 ])
 def test_run_config_values_are_checked_by_the_loader(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -88,3 +98,26 @@ def test_uses_fusion_is_any_fusion_loss_part():
     clip_only = replace(cfg, loss=replace(cfg.loss, e2e=0.0, e2r=0.0, g2e=0.0))
     assert not uses_fusion(clip_only)
     assert uses_fusion(replace(clip_only, loss=replace(clip_only.loss, g2e=0.5)))
+
+
+def test_mappings_are_checked_item_by_item():
+    @dataclass
+    class Weights:
+        by_name: dict[str, Annotated[float, Range(ge=0)]] | None = None
+
+    assert from_dict(Weights, {"by_name": {"a": 1, "b": "0.5"}}).by_name == {"a": 1.0, "b": 0.5}
+    assert from_dict(Weights, {"by_name": None}).by_name is None
+    with pytest.raises(ConfigError, match=r"^by_name.b: must be >= 0, got -2.0$"):
+        from_dict(Weights, {"by_name": {"a": 1, "b": -2}})
+
+
+def test_a_finetune_config_is_checked_like_a_training_one():
+    from kgclip.finetune.config import load_config
+
+    for override, message in (("eval_batch_size=0", r"^eval_batch_size: must be >= 1"), ("num_workers=-1", r"^num_workers: must be >= 0"),
+                              ("head_hidden=-1", r"^head_hidden: must be >= 0"), ("seed=-3", r"^seed: must be >= 0"),
+                              ("model.fusion_heads=5", r"^model.fusion_width \(1024\) must be a multiple of model.fusion_heads \(5\)$")):
+        with pytest.raises(ConfigError, match=message):
+            load_config("snli-ve", {}, [override])
+    with pytest.raises(ConfigError, match=r"^num_answers: must be >= 1"):
+        load_config("vqa", {}, ["num_answers=0"])

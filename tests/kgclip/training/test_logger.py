@@ -1,6 +1,7 @@
 import csv
+import logging
 
-from kgclip.training.logger import MetricsLogger, truncate_metrics
+from kgclip.training.logger import MetricsLogger, RunLog, truncate_metrics
 
 
 def _rows(path):
@@ -34,3 +35,15 @@ def test_other_ranks_write_nothing(tmp_path):
     assert m.update(1, {"step": 1}) is True
     m.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_log_writes_what_was_logged_before_the_file_was_named(tmp_path):
+    log = logging.getLogger("kgclip.test_logger")
+    with RunLog() as run_log:
+        log.info("while building")
+        run_log.to_file(tmp_path / "train.log")
+        log.info("while training")
+    text = (tmp_path / "train.log").read_text()
+    assert text.index("while building") < text.index("while training")
+    log.info("after the run")
+    assert "after the run" not in (tmp_path / "train.log").read_text()
