@@ -9,7 +9,7 @@ from experiments.cli import main
 @pytest.mark.slow
 def test_shrunken_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["--quiet", "demo", f"out={out}", "scenes=40", "pretrain_steps=6", "steps=4", "eval_max_queries=60",
+    code = main(["--quiet", "demo", f"out={out}", "scenes=40", "pretrain.scenes=30", "pretrain.steps=6", "pretrain.batch_size=16", "steps=4", "eval_max_queries=60",
                  "run.data.batch_size=16", "run.train.log_every=2"])
     assert code == 0
     report = (out / "report.md").read_text()
@@ -27,7 +27,10 @@ def test_shrunken_demo_end_to_end(tmp_path, capsys):
     assert (out / "loss_parts.png").stat().st_size > 1000 and (out / "metrics.png").stat().st_size > 1000
     assert "## Does the world's claim hold?" in report
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert set(metrics) == {"(1) CLIP (pairs)", "(2) CLIP continued (pairs)", "(3) Knowledge-CLIP"}
+    assert set(metrics) == {"(1) CLIP (pretrained)", "(2) CLIP continued (image-text loss)", "(3) Knowledge-CLIP"}
+    teacher = json.loads((out / "metrics.json").read_text())["teacher"]
+    assert set(teacher) == {f"{s}_{k}" for s in ("valid", "test") for k in ("r_mean", "zs_shape_top1", "zs_colour_top1")}
+    assert "## The teacher" in report and "Time:" in report
     # the evaluation CLI on the Knowledge-CLIP run gives the same link MRR as the report
     assert main(["eval", str(out / "runs" / "knowledge_clip"), "--store", str(out / "world" / "store"), "--tasks", "link",
                  "--max-queries", "60", "--out", str(tmp_path / "m.json")]) == 0
