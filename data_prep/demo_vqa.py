@@ -7,9 +7,9 @@ train scenes go to the train files, on valid and test scenes to theirs; no train
 names a held-out colour-shape combination (both words in one question), so those are seen only in
 valid and test.
 
-Files (VQA v2 names, with ``demo_<split>`` as the subtype):
-``v2_OpenEnded_mscoco_demo_<split>_questions.json``, ``v2_mscoco_demo_<split>_annotations.json`` and
-the images as ``images/COCO_demo_<split>_<12-digit image id>.jpg``.
+Files (VQA v2 names, with ``demo<split>`` as the subtype):
+``v2_OpenEnded_mscoco_demo<split>_questions.json``, ``v2_mscoco_demo<split>_annotations.json`` and
+the images as ``images/COCO_demo<split>_<12-digit image id>.jpg``.
 """
 
 import json
@@ -173,7 +173,7 @@ def write_demo_vqa(folder: str | Path, scenes: list[Scene], scene_image, seed: i
         part = [s for s in scenes if s.split == split]
         if not part:
             continue
-        subtype = f"demo_{split}"
+        subtype = f"demo{split}"  # alphanumeric, as COCO's (train2014)
         questions, annotations = [], []
         for sc in part:
             shutil.copyfile(scene_image(sc), images / image_name(subtype, sc.image_id))

@@ -258,7 +258,7 @@ def write_pretrain_corpus(out: str | Path, scenes: int, seed: int, captions_per_
 
 
 def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid_fraction: float = 0.1, test_fraction: float = 0.2,
-                     pretrain_scenes: int = 0, pretrain_captions: int = 2) -> DemoWorldFiles:
+                     pretrain_scenes: int = 0, pretrain_captions: int = 2, vqa_per_type: int = 1) -> DemoWorldFiles:
     """Write the raw files of the world under ``out/raw`` and the evaluation items under ``out/eval``.
 
     Args:
@@ -267,6 +267,7 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid
         valid_fraction, test_fraction: shares of the valid and test scenes.
         pretrain_scenes: scenes of the separate pretraining corpus (``raw/pretrain``; 0: none).
         pretrain_captions: captions per pretraining scene.
+        vqa_per_type: VQA questions of each type per scene (see data_prep.demo_vqa).
     """
     root = Path(out)
     raw = root / "raw"
@@ -393,7 +394,7 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid
     (ev / "binding.json").write_text(json.dumps({"items": bitems}, indent=1))
     from data_prep.demo_vqa import write_demo_vqa  # demo_vqa builds on this module's scenes
 
-    vqa = write_demo_vqa(raw / "vqa", world, lambda sc: images / "VG_100K" / f"{sc.image_id}.jpg", seed=seed)
+    vqa = write_demo_vqa(raw / "vqa", world, lambda sc: images / "VG_100K" / f"{sc.image_id}.jpg", seed=seed, per_type=vqa_per_type)
     vqa_counts = {f"vqa_{sp}_questions": len(json.loads(f["questions"].read_text())["questions"]) for sp, f in vqa.items()}
     pretrain = write_pretrain_corpus(raw / "pretrain", pretrain_scenes, seed, pretrain_captions) if pretrain_scenes else None
     counts = {"scenes": len(world), **{f"{sp}_scenes": sum(s.split == sp for s in world) for sp in SPLITS},

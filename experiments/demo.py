@@ -11,11 +11,13 @@ scored on the valid scenes, where its settings were chosen.
 
 import argparse
 import json
+import math
 import resource
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from data_prep.demo_vqa import QUESTION_TYPES
 from kgclip.config import apply_overrides, from_dict, load_yaml, to_dict
 from kgclip.errors import ConfigError
 from kgclip.evaluation import evaluate, flat_metrics
@@ -48,6 +50,28 @@ class PretrainConfig:
 
 
 @dataclass
+class VqaStageConfig:
+    """Each of the three models fine-tuned on the demo VQA with the same budget (``kgclip finetune vqa``).
+
+    Attributes:
+        per_type: questions of each type per scene in the VQA files.
+        steps, batch_size: the fine-tuning budget (the same for every model).
+        lr: the fusion encoder's and answer head's rate; tower_lr: the towers'.
+        warmup_steps, weight_decay: as in training.
+        eval_split: the questions scored in the report (``test``; ``valid`` when choosing settings).
+    """
+
+    per_type: int = 3
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    tower_lr: float = 1e-4
+    warmup_steps: int = 30
+    weight_decay: float = 0.05
+    eval_split: str = "test"
+
+
+@dataclass
 class DemoConfig:
     """The demo pipeline (see experiments/configs/demo.yaml)."""
 
@@ -57,6 +81,7 @@ class DemoConfig:
     test_fraction: float = 1 / 6
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    vqa: VqaStageConfig = field(default_factory=VqaStageConfig)
     steps: int = 300
     eval_max_queries: int | None = 1000
     run: RunConfig = field(default_factory=RunConfig)
@@ -106,9 +131,9 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     say = print
     clock = _Clock()
-    say(f"[demo] 1/5 rendering the world ({cfg.scenes} scenes, {cfg.pretrain.scenes} pretraining scenes) and converting it through the real converters")
+    say(f"[demo] 1/6 rendering the world ({cfg.scenes} scenes, {cfg.pretrain.scenes} pretraining scenes) and converting it through the real converters")
     files = write_demo_world(out / "world", scenes=cfg.scenes, seed=cfg.seed, valid_fraction=cfg.valid_fraction, test_fraction=cfg.test_fraction,
-                             pretrain_scenes=cfg.pretrain.scenes, pretrain_captions=cfg.pretrain.captions)
+                             pretrain_scenes=cfg.pretrain.scenes, pretrain_captions=cfg.pretrain.captions, vqa_per_type=cfg.vqa.per_type)
     stores = convert_demo_world(files, seed=cfg.seed)
     clock.lap("world")
     store = KnowledgeStore(stores["store"])
@@ -116,7 +141,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     stages = stage_configs(cfg, stores, pretrained)
     teacher: dict[str, float] = {}
     for i, (name, stage) in enumerate(stages.items(), start=2):
-        say(f"[demo] {i}/5 training {name} ({stage.train.steps} steps)")
+        say(f"[demo] {i}/6 training {name} ({stage.train.steps} steps)")
         res = train_loop(stage, force=True, quiet=quiet)  # a demo run again moves its earlier runs aside
         clock.lap(name)
         say(f"        {res.steps} steps, {res.examples_per_second:.0f} triplets/s, data wait {100 * res.data_wait_share:.1f}%")
@@ -125,18 +150,21 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
             export_open_clip(model, pretrained)
             teacher = teacher_check(scorer_for(str(res.run_dir), store), store, files.eval_dir)
             say("        teacher: " + ", ".join(f"{k} {v:.3f}" for k, v in teacher.items()))
-    say("[demo] 5/5 evaluating the three models")
+    say(f"[demo] 5/6 fine-tuning each model on the demo VQA ({cfg.vqa.steps} steps, {cfg.vqa.eval_split} questions scored)")
+    vqa = {name: finetune_vqa(Path(stage.run_dir) / stage.name, out / "vqa" / name, files.vqa, cfg, quiet) for name, stage in stages.items()}
+    clock.lap("vqa")
+    say("[demo] 6/6 evaluating the three models")
     rows, details = {}, {}
     for name, stage in stages.items():
         scorer = scorer_for(str(Path(stage.run_dir) / stage.name), store, name=LABELS[name])
         result = evaluate(scorer, store, assets=files.eval_dir, max_queries=cfg.eval_max_queries)
-        rows[LABELS[name]] = flat_metrics(result)
+        rows[LABELS[name]] = {**flat_metrics(result), **vqa[name]}
         details[LABELS[name]] = result
     clock.lap("evaluation")
     (out / "metrics.json").write_text(json.dumps({"metrics": rows, "teacher": teacher, "detail": details, "config": to_dict(cfg)},
                                                  indent=1, default=float))
     report = write_report(out, rows, {LABELS[k]: Path(s.run_dir) / s.name / "metrics.csv" for k, s in stages.items()},
-                          world=files.counts, config=cfg, timings=clock.laps, teacher=teacher)
+                          world=files.counts, config=cfg, timings=clock.laps, teacher=teacher, sizes=item_counts(files, cfg.vqa.eval_split))
     say(f"[demo] report: {report}")
     return report
 
@@ -160,6 +188,35 @@ class _Clock:
         now = self._now()
         self.laps[name] = {"wall_s": now[0] - self._last[0], "cpu_s": now[1] - self._last[1]}
         self._last = now
+
+
+def finetune_vqa(init: Path, out: Path, files: dict[str, dict[str, Path]], cfg: DemoConfig, quiet: bool) -> dict[str, float]:
+    """Fine-tune one trained model on the demo VQA through ``kgclip finetune vqa``; its accuracies as fractions.
+
+    Returns ``vqa_overall`` and ``vqa_<question type>`` (color, position, size, count, shape, negation).
+    """
+    from kgclip.finetune import run as finetune
+
+    v = cfg.vqa
+    train, ev = files["train"], files[v.eval_split]
+    settings = {
+        "seed": cfg.seed, "batch_size": v.batch_size, "eval_batch_size": 256, "num_workers": 0,
+        "data": {"train_questions": str(train["questions"]), "train_annotations": str(train["annotations"]),
+                 "eval_questions": str(ev["questions"]), "eval_annotations": str(ev["annotations"]), "images": str(train["images"])},
+        "optim": {"new_lr": v.lr, "tower_lr": v.tower_lr, "warmup_steps": v.warmup_steps, "weight_decay": v.weight_decay},
+        "train": {"steps": v.steps, "checkpoint_every": v.steps, "keep_last": 1, "log_every": 10},
+    }
+    res = finetune("vqa", str(init), out, settings, force=True, quiet=quiet)
+    per_type = res.evaluation.details.get("per_question_type", {})
+    return {"vqa_overall": res.metrics["vqa_overall"] / 100, **{f"vqa_{t}": per_type.get(t, math.nan) / 100 for t in QUESTION_TYPES}}
+
+
+def item_counts(files, vqa_split: str) -> dict[str, int]:
+    """How many test items stand behind each accuracy column (for the verdicts' standard errors)."""
+    ann = json.loads(files.vqa[vqa_split]["annotations"].read_text())["annotations"]
+    sizes = {f"vqa_{t}": sum(a["question_type"] == t for a in ann) for t in QUESTION_TYPES}
+    n_bind = files.counts.get("binding_items", 0)
+    return {"vqa_overall": len(ann), **sizes, "aro_relation": n_bind, "aro_relation_kg": n_bind}
 
 
 def teacher_check(scorer, store: KnowledgeStore, eval_dir: Path) -> dict[str, float]:

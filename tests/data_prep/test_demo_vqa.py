@@ -1,11 +1,14 @@
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data_prep.demo_vqa import ANSWER_TYPES, QUESTION_TYPES, Question, all_questions, names_held_out, refer, sample_questions
 from data_prep.demo_world import HELD_OUT, Obj, Scene, write_demo_world
+from kgclip.finetune.formats.vqa import read_vqa
+from kgclip.skips import Skips
 
 
 def _scene(split: str = "test") -> Scene:
@@ -76,7 +79,7 @@ def test_vqa_v2_format_round_trip(world):
         assert set(qs) == {"info", "task_type", "data_type", "license", "data_subtype", "questions"}
         assert {"annotations", "data_subtype", "data_type", "info", "license"} == set(an)
         subtype = qs["data_subtype"]
-        assert subtype == an["data_subtype"] == f"demo_{split}"
+        assert subtype == an["data_subtype"] == f"demo{split}"
         assert f["questions"].name == f"v2_OpenEnded_mscoco_{subtype}_questions.json"
         by_id = {a["question_id"]: a for a in an["annotations"]}
         assert len(by_id) == len(an["annotations"]) == len(qs["questions"]) > 0
@@ -98,6 +101,15 @@ def test_vqa_v2_format_round_trip(world):
         types = {a["question_type"] for a in an["annotations"]}
         assert types == set(QUESTION_TYPES), split
     assert set(world.vqa) == {"train", "valid", "test"}
+
+
+def test_the_fine_tuning_reader_uses_every_question(world):
+    for split, f in world.vqa.items():
+        skips = Skips()
+        examples = read_vqa(f["questions"], f["annotations"], f["images"], skips)
+        assert not skips.summary()
+        assert len(examples) == len(json.loads(f["questions"].read_text())["questions"])
+        assert all(Path(ex.image).name == f"COCO_demo{split}_{ex.question_id // 1000:012d}.jpg" for ex in examples)
 
 
 def test_held_out_combinations_only_in_valid_and_test(world):

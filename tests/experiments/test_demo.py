@@ -9,7 +9,7 @@ from experiments.cli import main
 @pytest.mark.slow
 def test_shrunken_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["--quiet", "demo", f"out={out}", "scenes=40", "pretrain.scenes=30", "pretrain.steps=6", "pretrain.batch_size=16", "steps=4", "eval_max_queries=60",
+    code = main(["--quiet", "demo", f"out={out}", "scenes=40", "pretrain.scenes=30", "pretrain.steps=6", "pretrain.batch_size=16", "vqa.steps=3", "vqa.batch_size=8", "vqa.per_type=1", "steps=4", "eval_max_queries=60",
                  "run.data.batch_size=16", "run.train.log_every=2"])
     assert code == 0
     report = (out / "report.md").read_text()
@@ -17,7 +17,8 @@ def test_shrunken_demo_end_to_end(tmp_path, capsys):
     columns = [c.strip() for c in header.strip("|").split("|")][1:]
     for col in ("link_mrr", "link_hits@1", "link_hits@3", "link_hits@10", "relation_acc", "zs_shape_top1", "zs_shape_top5",
                 "zs_shape_mean_recall", "zs_colour_top1", "txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r10", "r_mean",
-                "aro_relation", "aro_attribute", "aro_relation_kg"):
+                "aro_relation", "aro_attribute", "aro_relation_kg", "vqa_overall", "vqa_color", "vqa_position", "vqa_size",
+                "vqa_count", "vqa_shape", "vqa_negation"):
         assert col in columns, col
     rows = [line for line in report.splitlines() if re.match(r"\| \(\d\)", line)]
     assert len(rows) == 3
@@ -25,7 +26,9 @@ def test_shrunken_demo_end_to_end(tmp_path, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
         assert len(cells) == len(columns) and all(c != "n/a" for c in cells), row
     assert (out / "loss_parts.png").stat().st_size > 1000 and (out / "metrics.png").stat().st_size > 1000
-    assert "## Does the world's claim hold?" in report
+    assert "## Does the claim hold?" in report
+    for key in ("link_mrr", "aro_relation_kg", "aro_relation", "vqa_overall", "vqa_position", "vqa_color"):
+        assert re.search(rf"\(`{key}`\): Knowledge-CLIP [0-9.]+ vs \(\d\) .* [0-9.]+, margin [+-][0-9.]+ .*: (holds|does NOT hold|is not shown)", report), key
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"(1) CLIP (pretrained)", "(2) CLIP continued (image-text loss)", "(3) Knowledge-CLIP"}
     teacher = json.loads((out / "metrics.json").read_text())["teacher"]
