@@ -84,11 +84,12 @@ def retrieval(scorer: Scorer, store: KnowledgeStore, split: str = "test", relati
         return {}
     img_ids = np.unique(pairs["head_id"].to_numpy())
     txt_ids = np.unique(pairs["tail_id"].to_numpy())
-    img_pos = {e: i for i, e in enumerate(img_ids.tolist())}
-    txt_img = np.array([img_pos[h] for h in pairs.set_index("tail_id").loc[txt_ids, "head_id"].to_numpy()])
+    # a text linked to several images (merged by --link text) is a true caption of each of them
+    true_pair = torch.zeros(len(img_ids), len(txt_ids), dtype=torch.bool)
+    true_pair[np.searchsorted(img_ids, pairs["head_id"].to_numpy()), np.searchsorted(txt_ids, pairs["tail_id"].to_numpy())] = True
     ie = scorer.embed(torch.from_numpy(img_ids)).cpu()
     te = scorer.embed(torch.from_numpy(txt_ids)).cpu()
-    return retrieval_metrics(ie @ te.T, txt_img)
+    return retrieval_metrics(ie @ te.T, true_pair)
 
 
 def retrieval_metrics(sim: torch.Tensor, text_image: np.ndarray | torch.Tensor) -> dict[str, float]:
@@ -96,19 +97,25 @@ def retrieval_metrics(sim: torch.Tensor, text_image: np.ndarray | torch.Tensor) 
 
     Args:
         sim: [I, T] scores of every image against every text.
-        text_image: [T] the image (row of ``sim``) each text belongs to.
+        text_image: [T] the image (row of ``sim``) each text belongs to, or an [I, T] boolean
+            matrix of the true pairs (a text may belong to several images).
 
-    ``txt_r{k}``: an image finds one of its texts in its top k; ``img_r{k}``: a text finds its image
-    in its top k; ``*_r_mean`` the mean over k, ``r_mean`` the mean of both.
+    ``txt_r{k}``: an image finds one of its texts in its top k; ``img_r{k}``: a text finds one of
+    its images in its top k; ``*_r_mean`` the mean over k, ``r_mean`` the mean of both.
     """
-    txt_img = torch.as_tensor(np.asarray(text_image), dtype=torch.long)
+    owner = torch.as_tensor(np.asarray(text_image))
     n_img = sim.shape[0]
+    if owner.dim() == 1:
+        true_pair = torch.zeros(sim.shape, dtype=torch.bool)
+        true_pair[owner.long(), torch.arange(sim.shape[1])] = True
+    else:
+        true_pair = owner.bool()
     out: dict[str, float] = {}
     for k in (1, 5, 10):
         top_t = sim.topk(min(k, sim.shape[1]), dim=1).indices  # texts per image
-        out[f"txt_r{k}"] = float((txt_img[top_t] == torch.arange(n_img)[:, None]).any(1).double().mean())
+        out[f"txt_r{k}"] = float(true_pair.gather(1, top_t).any(1).double().mean())
         top_i = sim.T.topk(min(k, n_img), dim=1).indices  # images per text
-        out[f"img_r{k}"] = float((top_i == txt_img[:, None]).any(1).double().mean())
+        out[f"img_r{k}"] = float(true_pair.T.gather(1, top_i).any(1).double().mean())
     out["txt_r_mean"] = float(np.mean([out[f"txt_r{k}"] for k in (1, 5, 10)]))
     out["img_r_mean"] = float(np.mean([out[f"img_r{k}"] for k in (1, 5, 10)]))
     out["r_mean"] = (out["txt_r_mean"] + out["img_r_mean"]) / 2

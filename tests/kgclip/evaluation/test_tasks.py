@@ -28,6 +28,23 @@ def test_retrieval_several_captions_per_image(tmp_path):
     assert m["r_mean"] == pytest.approx(((0.5 + 1 + 1) / 3 + (2 / 3 + 1 + 1) / 3) / 2)
 
 
+def test_retrieval_a_caption_shared_by_two_images(tmp_path):
+    # a text entity linked to two images (prepare merge --link text) is a true caption of both
+    with StoreWriter(tmp_path / "p") as w:
+        a, b, c = (w.add_entity(k, "image", image=f"{k}.jpg", source="x") for k in "ABC")
+        shared, own_b, own_c = (w.add_entity(k, "text", text=k, source="x") for k in ("s", "tb", "tc"))
+        of = w.add_relation("image of", "image of")
+        for img, cap in ((a, shared), (b, shared), (b, own_b), (c, own_c)):
+            w.add_triplet(img, of, cap, source="x", split="test")
+    s = KnowledgeStore(tmp_path / "p")
+    emb = {a: (1, 0, 0), b: (0, 1, 0), c: (0, 0, 1), shared: (0.1, 1, 0), own_b: (1, 0.2, 0), own_c: (0, 0, 1)}
+    m = retrieval(FakeScorer({}, {}, emb=emb), s)
+    # texts ranked per image: A -> tb (wrong), s; B -> s (its own); C -> tc (its own)
+    assert m["txt_r1"] == pytest.approx(2 / 3) and m["txt_r5"] == 1.0
+    # images ranked per text: s -> B (one of its two images), tb -> A (wrong), tc -> C
+    assert m["img_r1"] == pytest.approx(2 / 3) and m["img_r5"] == 1.0
+
+
 def test_zero_shot_and_binding(tmp_path):
     for name, colour in (("r.png", (255, 0, 0)), ("b.png", (0, 0, 255))):
         Image.new("RGB", (4, 4), colour).save(tmp_path / name)
