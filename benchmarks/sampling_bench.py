@@ -33,7 +33,7 @@ from _util import row
 
 from kgclip.graph import KnowledgeGraph
 from kgclip.sampling import HeteroNeighborSampler, TripletLoader
-from kgclip.typing import EDGE_TYPES
+from kgclip.typing import EDGE_TYPES, IMAGE, TEXT
 
 
 class _FakeStore:
@@ -43,9 +43,10 @@ class _FakeStore:
 def _graph(rng: np.random.Generator, entities: int, edges: int, views: int = 0) -> KnowledgeGraph:
     """A random knowledge graph, a third of the entities images; with ``views``, every entity is one of
     ``views`` views of a concept (an image and texts; the triplets join the first view of each)."""
-    mod = ((np.arange(entities) % views != 0) if views else (np.arange(entities) >= entities // 3)).astype(np.int8)
+    is_text = (np.arange(entities) % views != 0) if views else (np.arange(entities) >= entities // 3)
+    mod = np.where(is_text, TEXT, IMAGE).astype(np.int8)
     local = np.empty(entities, dtype=np.int64)
-    for c in (0, 1):
+    for c in (IMAGE, TEXT):
         local[mod == c] = np.arange(int((mod == c).sum()))
     ends = entities if not views else entities // views
     head = rng.integers(0, ends, edges) * (views or 1)

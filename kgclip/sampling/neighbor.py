@@ -257,7 +257,8 @@ def make_sampler(data: HeteroData, num_neighbors: list[int], seed: int = 0) -> B
     if pyg_lib_available():
         from torch_geometric.sampler import NeighborSampler
 
-        return NeighborSampler(data, num_neighbors=num_neighbors)
+        in_csc_order = all(is_sorted(data[et].edge_index[1]) for et in data.edge_types)  # to_hetero_data's order: PyG need not sort
+        return NeighborSampler(data, num_neighbors=num_neighbors, is_sorted=in_csc_order)
     return HeteroNeighborSampler(data, num_neighbors, seed=seed)
 
 
