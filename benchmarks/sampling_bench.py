@@ -33,7 +33,12 @@ from _util import row
 
 from kgclip.graph import KnowledgeGraph
 from kgclip.sampling import HeteroNeighborSampler, TripletLoader
-from kgclip.typing import EDGE_TYPES, IMAGE, TEXT
+from kgclip.typing import EDGE_TYPES
+
+try:
+    from kgclip.typing import IMAGE, TEXT
+except ImportError:  # kgclip before the named modality codes (this script also measures older versions)
+    IMAGE, TEXT = 0, 1
 
 
 class _FakeStore:
