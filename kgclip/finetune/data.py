@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from kgclip.errors import ConfigError
+from kgclip.errors import ConfigError, KgclipError
 from kgclip.finetune.images import ImageLoadError
 
 
@@ -132,6 +132,7 @@ class ExampleLoader:
         self.per_rank = -(-n // world_size)
         self.epoch = 0
         self.position = 0
+        self._pending: list[tuple[str, str]] = []  # skipped examples of empty batches not yet reported
 
     def __len__(self) -> int:
         full, rest = divmod(self.per_rank, self.batch_size)
@@ -153,11 +154,27 @@ class ExampleLoader:
         return load_batch(ids, self.load, self.collate, self.name, seeds)
 
     def __iter__(self) -> Iterator[Batch]:
+        """This epoch's remaining batches. A batch none of whose examples loaded is not yielded: its
+        skipped examples ride along with the next batch that has examples.
+
+        Raises:
+            KgclipError: not one example of a whole epoch (this rank's share) loaded.
+        """
         epoch, start = self.epoch, self.position
+        yielded = 0
         for b in _iterate(lambda i: self.batch(epoch, i), start, len(self), self.num_workers):
             self.position += 1
+            if not len(b):
+                self._pending += b.skipped
+                continue
+            if self._pending:
+                b.skipped, self._pending = self._pending + b.skipped, []
+            yielded += 1
             yield b
         self.epoch, self.position = epoch + 1, 0
+        if not yielded and start == 0:
+            first = "; ".join(f"{w}: {r}" for w, r in self._pending[:3])
+            raise KgclipError(f"none of the {self.per_rank} training examples of an epoch could be loaded ({first})")
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "world_size": self.world_size, "examples": self.n}

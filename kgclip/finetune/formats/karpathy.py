@@ -2,13 +2,14 @@
 
 ``{"dataset": "coco", "images": [{"filepath": "val2014" (COCO only), "filename": "...jpg",
 "split": "train|restval|val|test", "sentences": [{"raw": "...", "tokens": [...]}], ...}]}``.
-An image is found at ``DIR/filepath/filename`` or ``DIR/filename``. ``train`` and ``restval``
+An image is found at ``DIR/filepath/filename`` or ``DIR/filename``; a ``filepath`` or ``filename``
+that is absolute or climbs out with ``..`` is a counted skip (it would read outside ``DIR``). ``train`` and ``restval``
 train; ``val`` is for model selection; ``test`` is the reported split.
 """
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from kgclip.errors import KgclipError
 from kgclip.skips import Skips
@@ -44,6 +45,12 @@ def _caption(s) -> str | None:
     return None
 
 
+def _escapes(relative: str) -> bool:
+    """Whether a path from the file is absolute or climbs with ``..`` (it must stay under ``--images``)."""
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    return relative.startswith(("/", "\\")) or PureWindowsPath(relative).drive != "" or ".." in parts
+
+
 def read_karpathy(path: str | Path, images: str | Path, skips: Skips) -> KarpathySplits:
     """The images of a Karpathy split file that exist under ``images``, by split."""
     path, root = Path(path), Path(images)
@@ -67,13 +74,15 @@ def read_karpathy(path: str | Path, images: str | Path, skips: Skips) -> Karpath
         name = im.get("filename")
         where = f"{path}:images[{i}]" + (f"({name})" if isinstance(name, str) else "")
         split = im.get("split")
+        sub = im.get("filepath")
         if not isinstance(name, str) or not name:
             skips.add(where, "filename missing")
+        elif _escapes(name) or (isinstance(sub, str) and _escapes(sub)):
+            skips.add(where, f"filename/filepath leaves the images folder ({sub}/{name})")
         elif split not in SPLITS:
             skips.add(where, f"split {split!r} is not one of {', '.join(SPLITS)}" if split is not None else "split missing")
         else:
             caps = [c for c in (_caption(s) for s in im.get("sentences") or []) if c]
-            sub = im.get("filepath")
             file = root / sub / name if isinstance(sub, str) and (root / sub / name).is_file() else root / name
             if not caps:
                 skips.add(where, "no sentences")

@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from kgclip.errors import KgclipError
 from kgclip.finetune.data import ExampleLoader, eval_batches
 from kgclip.finetune.images import ImageLoadError
 
@@ -70,3 +72,42 @@ def test_augmentation_seeds_differ_per_example_and_epoch():
 def test_eval_batches_in_order_with_workers():
     out = [b["x"].tolist() for b in eval_batches(list(range(7)), 3, _load, _collate, str, num_workers=2)]
     assert out == [[0, 1, 2], [4, 5], [6]]
+
+
+def test_a_batch_whose_every_example_fails_is_not_yielded_and_its_skips_ride_along():
+    def load(i, seed):
+        if i % 2:
+            raise ImageLoadError(f"x/{i}.jpg", "image file missing")
+        return i, 0.0
+
+    # batch_size 1: the odd examples make batches with nothing in them (the task's loss got one: KeyError)
+    loader = ExampleLoader(6, 1, load, _collate, lambda i: f"ex{i}", seed=3)
+    first = list(loader)
+    assert sorted(b["x"].item() for b in first) == [0, 2, 4] and all(len(b) == 1 for b in first)
+    named = [w for b in first + list(loader) for w, _ in b.skipped]
+    assert set(named) == {f"ex{i} (x/{i}.jpg)" for i in (1, 3, 5)}  # an epoch's trailing empty batches are named with the next
+
+
+def test_an_epoch_without_any_loadable_example_is_one_error():
+    def load(i, seed):
+        raise ImageLoadError(f"x/{i}.jpg", "image does not decode (OSError)")
+
+    loader = ExampleLoader(5, 2, load, _collate, lambda i: f"ex{i}")
+    with pytest.raises(KgclipError, match=r"^none of the 5 training examples of an epoch could be loaded \(ex\d \(x/\d.jpg\): image does not decode"):
+        next(iter(loader))
+
+
+def test_one_loadable_example_is_enough_however_the_epochs_fall():
+    def load(i, seed):
+        if i:
+            raise ImageLoadError(f"x/{i}.jpg", "image file missing")
+        return i, 0.0
+
+    loader = ExampleLoader(2, 1, load, _collate, lambda i: f"ex{i}", seed=0)
+    got = [b["x"].tolist() for _, b in zip(range(20), _forever(loader), strict=False)]
+    assert got == [[0]] * 20  # an epoch ending and the next starting with the failing example is no error
+
+
+def _forever(loader):
+    while True:
+        yield from loader

@@ -89,6 +89,21 @@ def test_karpathy_reader(tmp_path):
     assert skips.counts == {"split missing": 1, f"image not found under {tmp_path / 'coco'}": 1}
 
 
+def test_karpathy_paths_that_leave_the_images_folder_are_skipped(tmp_path):
+    path = karpathy_file(tmp_path, {"train": 4, "test": 1})
+    data = json.loads(path.read_text())
+    outside = image(tmp_path / "secret.jpg", "red")  # an image beside --images, not under it
+    data["images"][0]["filename"] = "../../secret.jpg"  # val2014/../../secret.jpg
+    data["images"][1]["filename"] = str(outside)  # absolute
+    data["images"][2]["filepath"] = ".."
+    data["images"][2]["filename"] = "secret.jpg"
+    path.write_text(json.dumps(data))
+    skips = Skips(echo=None)
+    s = read_karpathy(path, tmp_path / "coco", skips)
+    assert [im.name for im in s.train] == [data["images"][3]["filename"]]  # before: the secret was read three times
+    assert sum(skips.counts.values()) == 3 and all("leaves the images folder" in r for r in skips.counts)
+
+
 def test_karpathy_without_any_split_is_an_error(tmp_path):
     path = karpathy_file(tmp_path, {"train": 1, "test": 1})
     data = json.loads(path.read_text())
