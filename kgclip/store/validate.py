@@ -6,8 +6,9 @@ Two levels:
   before doing anything): the manifest's structure and counts against the shards' row counts,
   the data files against the manifest's file table (all listed present, none unlisted, sizes),
   every shard's schema, entity and relation ids dense, head / tail / relation ids in range, split
-  values known, entity and relation keys unique. It reads only the id, key and split columns,
-  shard by shard.
+  values known, entity and relation keys unique, every entity readable (a known modality, a text
+  entity's text, an image entity's image path), aliases naming entities. It reads only the id,
+  key, split, modality, text and image columns, shard by shard.
 - :func:`content_problems` (``kgclip info``): everything else about the rows (modalities, texts,
   images, boxes, concepts, image paths inside their roots) and the SHA-256 of every data file.
 """
@@ -24,7 +25,17 @@ import pyarrow.parquet as pq
 
 from kgclip.errors import StoreError
 from kgclip.store.files import change_problems, listing_problems, table_problems
-from kgclip.store.format import ALIASES, ENTITIES_DIR, ENTITY_SCHEMA, MANIFEST, RELATION_SCHEMA, RELATIONS, TRIPLET_SCHEMA, TRIPLETS_DIR
+from kgclip.store.format import (
+    ALIAS_SCHEMA,
+    ALIASES,
+    ENTITIES_DIR,
+    ENTITY_SCHEMA,
+    MANIFEST,
+    RELATION_SCHEMA,
+    RELATIONS,
+    TRIPLET_SCHEMA,
+    TRIPLETS_DIR,
+)
 from kgclip.store.reader import KnowledgeStore, one_line
 from kgclip.typing import MODALITIES, SPLITS
 
@@ -168,13 +179,17 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
 
 def _schema_problems(path: Path, rel: str, part: str) -> tuple[list[str], int | None]:
     """(problems, rows) of one shard from its footer; rows is None when the shard is unusable."""
+    return _schema_problems_of(path, rel, _SCHEMAS[part], REQUIRED_COLUMNS[part])
+
+
+def _schema_problems_of(path: Path, rel: str, expected: pa.Schema, required: tuple[str, ...]) -> tuple[list[str], int | None]:
     try:
         meta = pq.read_metadata(path)
         schema = meta.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
         return [f"{rel}: cannot read parquet ({one_line(exc)})"], None
-    problems = [f"{rel}: no column {c} (a shard of another schema?)" for c in REQUIRED_COLUMNS[part] if c not in schema.names]
-    for f in _SCHEMAS[part]:
+    problems = [f"{rel}: no column {c} (a shard of another schema?)" for c in required if c not in schema.names]
+    for f in expected:
         if f.name in schema.names and not _compatible(schema.field(f.name).type, f.type):
             problems.append(f"{rel}: column {f.name} is {schema.field(f.name).type}, expected {f.type}")
     return problems, (None if problems else meta.num_rows)
@@ -208,6 +223,33 @@ def _duplicates(rel: str, keys: pa.ChunkedArray | pa.Array, what: str) -> list[s
     return [f"{rel}: {len(dup)} duplicate {what} key(s): {_examples(dup.to_numpy())}"]
 
 
+def _unusable_entities(t: pa.Table) -> dict[str, list[str]]:
+    """Keys of entities that no model can read, by problem: an unknown modality, a text entity
+    without text, an image entity without an image (training and evaluation would fail on them)."""
+    modality = t.column("modality")
+    text = t.column("text") if "text" in t.column_names else pa.nulls(len(t), pa.string())
+    image = t.column("image") if "image" in t.column_names else pa.nulls(len(t), pa.string())
+    is_text, is_image = pc.fill_null(pc.equal(modality, "text"), False), pc.fill_null(pc.equal(modality, "image"), False)
+    masks = {
+        "entity(ies) of unknown modality": pc.invert(pc.or_(is_text, is_image)),
+        "text entity(ies) without text": pc.and_(is_text, pc.fill_null(pc.equal(pc.utf8_length(text), 0), True)),
+        "image entity(ies) without an image": pc.and_(is_image, pc.fill_null(pc.equal(pc.utf8_length(image), 0), True)),
+    }
+    keys = t.column("key")
+    return {what: pc.filter(keys, mask).to_pylist() for what, mask in masks.items() if pc.any(mask).as_py()}
+
+
+def _alias_problems(path: Path, n_entities: int) -> list[str]:
+    """The alias table's shape and ids (an alias of no entity fails the lookups that follow it)."""
+    problems, _ = _schema_problems_of(path, ALIASES, ALIAS_SCHEMA, ("key", "entity_id"))
+    if problems:
+        return problems
+    t = _read(path, ALIASES, ["key", "entity_id"])
+    if t.column("key").null_count:
+        return [f"{ALIASES}: {t.column('key').null_count} alias(es) without a key"]
+    return _dangling(ALIASES, "entity_id", t.column("entity_id"), n_entities, "entity")
+
+
 def fast_problems(store: KnowledgeStore) -> list[str]:
     """The fast checks (see the module doc): structural problems first, changed files last; empty means valid.
 
@@ -239,15 +281,22 @@ def fast_problems(store: KnowledgeStore) -> list[str]:
     n_ent, n_rel = total[ENTITIES_DIR], total[RELATIONS]
     if usable[ENTITIES_DIR]:
         keys, offset = [], 0
+        unusable: dict[str, list[str]] = {}
         for p in store.entity_files:
             rel = p.relative_to(root).as_posix()
-            t = _read(p, rel, ["entity_id", "key"])
+            present = pq.read_schema(p).names
+            t = _read(p, rel, ["entity_id", "key", "modality", *(c for c in ("text", "image") if c in present)])
             ids = t.column("entity_id")
             if ids.null_count or not np.array_equal(ids.to_numpy(), np.arange(offset, offset + len(ids))):
                 content.append(f"{rel}: entity_id is not dense from 0 in row order (expected {offset}..{offset + len(ids) - 1})")
             offset += len(ids)
             keys.extend(t.column("key").chunks)
+            for what, bad in _unusable_entities(t).items():
+                unusable.setdefault(what, []).extend(bad)
         content += _duplicates(ENTITIES_DIR, pa.chunked_array(keys, pa.string()), "entity")
+        content += [f"{ENTITIES_DIR}: {len(bad)} {what}: {_examples(np.array(bad, dtype=object))}" for what, bad in unusable.items()]
+    if usable[ENTITIES_DIR] and (root / ALIASES).is_file():
+        content += _alias_problems(root / ALIASES, n_ent)
     if usable[RELATIONS]:
         r = _read(root / RELATIONS, RELATIONS, ["relation_id", "key"])
         rid = r.column("relation_id")

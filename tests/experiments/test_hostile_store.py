@@ -204,11 +204,29 @@ BREAKAGES = {
     "unknown split": (lambda s: _edit_shard(s / T0, _set("split", 3, "dev")), "triplets: 1 triplet(s) of unknown split 'dev'"),
     "duplicate key": (lambda s: _edit_shard(s / "entities" / "part-00000.parquet", _set("key", 4, "t:dog")), "entities: 1 duplicate entity key(s): 't:dog'"),
     "missing shard": (lambda s: (s / T0).unlink(), None),
+    # unreadable entities and aliases: train crashed (AttributeError, TypeError), inspect of an alias raised IndexError
+    "unknown modality": (lambda s: _edit_shard(s / "entities" / "part-00000.parquet", _set("modality", 0, "video")),
+                         "entities: 1 entity(ies) of unknown modality: 't:dog'"),
+    "text entity without text": (lambda s: _edit_shard(s / "entities" / "part-00000.parquet", _set("text", 4, None)),
+                                 "entities: 1 text entity(ies) without text: 't:cat'"),
+    "image entity without image": (lambda s: _edit_shard(s / "entities" / "part-00000.parquet", _set("image", 3, None)),
+                                   "entities: 1 image entity(ies) without an image: 'i:cat.jpg'"),
+    "alias of no entity": (lambda s: _aliases(s, ["alias:dog"], [99]), "aliases.parquet: 1 dangling entity_id (no such entity; 5 exist) at row(s) 0: ids 99"),
     "no counts": (lambda s: _edit_manifest(s, lambda m: m.pop("counts")), "manifest.json: no counts"),
     "foreign-schema shard": (lambda s: _foreign(s / T0), f"{T0}: no column head_id (a shard of another schema?)"),
     "invalid JSON manifest": (lambda s: (s / "manifest.json").write_bytes(b'{"format_version": 2,\n\xff\xfe\n "counts": '), "manifest.json: unreadable manifest ("),
     "truncated JSON manifest": (lambda s: (s / "manifest.json").write_text('{"format_version": 2,\n  "counts": {'), "manifest.json: unreadable manifest (Expecting"),
 }
+
+
+def _aliases(store, keys, ids):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kgclip.store.files import file_table
+
+    pq.write_table(pa.table({"key": pa.array(keys, pa.string()), "entity_id": pa.array(ids, pa.int64())}), store / "aliases.parquet")
+    _edit_manifest(store, lambda m: m.__setitem__("files", file_table(store)))  # listed, so only its content is wrong
 
 
 def _edit_manifest(store, fn):

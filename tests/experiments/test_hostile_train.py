@@ -16,7 +16,7 @@ import yaml
 
 from kgclip.training import load_checkpoint
 from kgclip.training.rundir import RunLock
-from tests.experiments.test_hostile_store import refused, run_cli, snapshot
+from tests.experiments.test_hostile_store import _edit_shard, _set, refused, run_cli, snapshot
 from tests.kgclip.training.test_loop import _config, _store
 
 
@@ -233,3 +233,14 @@ def test_3_a_busy_run_is_refused_before_its_model_and_data_are_built(setup, caps
     refused(capsys, root, "train", cfg, match=f"{run}: a run of this name exists")
     with RunLock(run):
         refused(capsys, root, "train", cfg, "train.resume=latest", match=f"{run}: another run is training in this folder (process {os.getpid()}")
+
+
+@pytest.mark.parametrize(("column", "value", "match"), [("modality", "video", "entity(ies) of unknown modality"),
+                                                         ("text", None, "text entity(ies) without text")])
+def test_9_an_entity_no_model_can_read_stops_train_before_a_run_folder(setup, capsys, column, value, match):
+    root, cfg = setup
+    (shard,) = sorted((root / "store" / "entities").glob("*.parquet"))[:1]
+    row = int((pq.read_table(shard).to_pandas()["modality"] == "text").to_numpy().argmax())
+    _edit_shard(shard, _set(column, row, value))  # before: AttributeError / TypeError tracebacks from the loader
+    refused(capsys, root, "train", cfg, match=match)
+    assert not (root / "runs").exists()
