@@ -19,6 +19,7 @@ from kgclip.evaluation.scorers import KnowledgeClipScorer
 from kgclip.inspect import UnknownEntityError, resolve_entity
 from kgclip.model.knowledge_clip import EncodedEntities
 from kgclip.sampling.content import EntityInputs
+from kgclip.store.placement import temp_path
 from kgclip.store.reader import KnowledgeStore, one_line
 from kgclip.store.validate import open_valid
 from kgclip.training.checkpoint import resolve_checkpoint
@@ -67,9 +68,13 @@ class QueryEngine:
             return self._candidates
         self._candidates = self.scorer.candidates(torch.arange(self.store.num_entities))
         if self.cache_path is not None:
-            tmp = self.cache_path.with_name(self.cache_path.name + ".tmp")
-            torch.save({"key": key, "vectors": self._candidates}, tmp)
-            os.replace(tmp, self.cache_path)
+            tmp = temp_path(self.cache_path)  # a name of its own: two queries at once do not share a temporary
+            try:
+                torch.save({"key": key, "vectors": self._candidates}, tmp)
+                os.replace(tmp, self.cache_path)
+            except OSError as exc:  # a read-only run folder: answer anyway, uncached
+                tmp.unlink(missing_ok=True)
+                log.warning("%s: cannot write the candidate cache (%s); answering without it", self.cache_path, one_line(exc))
         return self._candidates
 
     def _load_cache(self) -> dict | None:
@@ -93,8 +98,11 @@ class QueryEngine:
         """A store entity (key or text), an image file, or a new text, as fusion tokens."""
         p = Path(thing)
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            with Image.open(p) as im:
-                img = self.scorer.preprocess(im.convert("RGB"))[None]
+            try:
+                with Image.open(p) as im:
+                    img = self.scorer.preprocess(im.convert("RGB"))[None]
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+                raise KgclipError(f"{p}: not a readable image ({one_line(exc)})") from None
             inputs = EntityInputs(img, torch.tensor([0]), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
             return self.model.encode_entities(inputs.to(self.scorer.device), torch.tensor([0]))
         try:

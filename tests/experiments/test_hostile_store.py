@@ -326,6 +326,32 @@ def test_11_a_corrupt_candidate_cache_is_rebuilt(trained, capsys, garbage):
     assert saved["vectors"].ndim == 2 and snapshot(tmp, skip=[cache]) == before
 
 
+@pytest.mark.parametrize("content", [b"", b"garbage, not a PNG"])
+def test_11_query_with_an_image_that_does_not_decode_is_one_line(trained, capsys, content):
+    ckpt, tmp = trained
+    bad = tmp / "head.png"
+    bad.write_bytes(content)  # before: PIL.UnidentifiedImageError traceback
+    refused(capsys, tmp, "query", ckpt, "--head", bad, "--relation", "r1", match=f"kgclip query: error: {bad}: not a readable image (cannot identify")
+
+
+def test_11_query_answers_when_the_candidate_cache_cannot_be_written(trained, capsys, monkeypatch):
+    import errno
+
+    import kgclip.query
+
+    def read_only(obj, path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    ckpt, tmp = trained
+    cache = ckpt.with_name(ckpt.name + ".candidates.pt")
+    cache.unlink(missing_ok=True)
+    monkeypatch.setattr(kgclip.query.torch, "save", read_only)
+    before = snapshot(tmp)
+    rc, err, out = run_cli(capsys, "query", ckpt, "--head", "t3", "--relation", "r1", "--top", 2)
+    assert rc == 0 and len([line for line in out.splitlines() if line.strip()]) == 3, err
+    assert snapshot(tmp) == before  # no cache and no temporary left
+
+
 # -- 8. image paths never leave their image root ------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", ["../outside/secret.png", "{tmp}/outside/secret.png", "link/secret.png"])
