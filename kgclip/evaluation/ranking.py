@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kgclip.errors import KgclipError
+
 
 def filtered_ranks(
     query: Tensor,
@@ -21,6 +23,9 @@ def filtered_ranks(
     chunk: int = 1024,
 ) -> Tensor:
     """Realistic filtered rank of each query's true candidate (1 = best).
+
+    Raises:
+        KgclipError: a score is NaN (a model with NaN weights would otherwise rank 0.5).
 
     Args:
         query: [Q, D] query vectors; candidates: [C, D] candidate vectors.
@@ -46,6 +51,11 @@ def filtered_ranks(
         scores = query[start:stop] @ candidates.T
         rows = torch.arange(stop - start)
         true_score = scores[rows, true_index[start:stop]].clone()
+        nan = torch.isnan(scores).any(1)
+        if nan.any():  # NaN compares false both ways: the rank would come out 0.5, better than first
+            bad = (torch.nonzero(nan).flatten() + start).tolist()
+            raise KgclipError(f"{int(nan.sum())} quer(ies) have NaN scores (the model's vectors hold NaN), e.g. query {bad[0]}; "
+                              f"ranks would be meaningless")
         if fq is not None:
             lo, hi = int(bounds[i]), int(bounds[i + 1])
             r, c = fq[lo:hi] - start, fc[lo:hi]

@@ -242,7 +242,8 @@ def pair_questions(questions: dict[int, Question], annotations: dict[int, Annota
 
 
 def read_predictions(path: str | Path, skips: Skips) -> dict[int, str]:
-    """A results file ``[{"question_id": int, "answer": str}]`` as {question id: answer}."""
+    """A results file ``[{"question_id": int, "answer": str}]`` as {question id: answer}; of duplicate
+    ids the last answer stands (as in the official ``VQA.loadRes``), each duplicate counted in ``skips``."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -259,9 +260,9 @@ def read_predictions(path: str | Path, skips: Skips) -> dict[int, str]:
             skips.add(where, "question_id missing or not an integer")
         elif not isinstance(r.get("answer"), str):
             skips.add(f"{path}:question_id={r['question_id']}", "answer missing or not a string")
-        elif r["question_id"] in out:
-            skips.add(f"{path}:question_id={r['question_id']}", "duplicate prediction (the first is kept)")
         else:
+            if r["question_id"] in out:  # the official API indexes results by id: the last one stands
+                skips.add(f"{path}:question_id={r['question_id']}", "duplicate prediction (the last is kept, as the official API does)")
             out[r["question_id"]] = r["answer"]
     return out
 

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from kgclip.errors import KgclipError
 from kgclip.evaluation.link_prediction import link_prediction
 from kgclip.evaluation.ranking import filtered_ranks, rank_metrics
 from kgclip.store import KnowledgeStore, StoreWriter
@@ -24,6 +25,14 @@ def test_rank_by_hand_with_ties_and_filtering():
     r = filtered_ranks(q, c, torch.tensor([2, 1]), torch.tensor([1, 0, 0]), torch.tensor([3, 0, 2]), normalize=False)
     # query 1 filters 3; query 0 filters 0 and 2 (2 is its own true answer: never filtered) -> query 0: tie with 3 -> 1.5
     assert r.tolist() == [1.5, 1.5]
+
+
+@pytest.mark.parametrize("where", ["query", "candidate"])
+def test_nan_scores_are_an_error_not_a_rank_better_than_first(where):
+    q, c = _dot([[0.9, 0.5, 0.7], [0.1, 0.8, 0.3]])
+    (q if where == "query" else c)[1, 1] = float("nan")  # before: query 1 ranked 0.5 (MRR above 1 possible)
+    with pytest.raises(KgclipError, match=r"quer\(ies\) have NaN scores \(the model's vectors hold NaN\), e.g. query \d"):
+        filtered_ranks(q, c, torch.tensor([0, 1]), normalize=False, chunk=1)
 
 
 def test_chunks_do_not_change_ranks():

@@ -104,14 +104,14 @@ def test_missing_and_extra_predictions_are_counted(tmp_path):
     anns = [_ann(1, ["2"] * 10), _ann(2, ["dog"] * 10)]
     q, a = _write_vqa(tmp_path, anns)
     p = tmp_path / "pred.json"
-    p.write_text(json.dumps([{"question_id": 1, "answer": "2"}, {"question_id": 99, "answer": "x"}, {"question_id": 1, "answer": "3"},
+    p.write_text(json.dumps([{"question_id": 1, "answer": "3"}, {"question_id": 99, "answer": "x"}, {"question_id": 1, "answer": "2"},
                              {"answer": "no id"}]))
     skips = Skips(echo=None)
     s = score_files(q, a, p, skips)
-    assert s.overall == 50.0 and s.missing == 1
+    assert s.overall == 50.0 and s.missing == 1  # question 1's last answer "2" counts, as in the official loadRes (a dict by id)
     assert skips.counts["no prediction for this question (scored 0)"] == 1
     assert skips.counts["prediction for a question that is not evaluated"] == 1
-    assert skips.counts["duplicate prediction (the first is kept)"] == 1
+    assert skips.counts["duplicate prediction (the last is kept, as the official API does)"] == 1
     assert skips.counts["question_id missing or not an integer"] == 1
 
 
