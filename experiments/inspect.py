@@ -1,6 +1,7 @@
 """`kgclip inspect STORE --entity KEY_OR_TEXT` and `kgclip query CHECKPOINT --head ... --relation ...`."""
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
@@ -34,18 +35,32 @@ def _at_least(value: int, least: int, flag: str) -> None:
         raise KgclipError(f"{flag} must be at least {least}, got {value}")
 
 
+def _png_target(value: str) -> Path:
+    """``--png``'s file: a name ending in .png in a folder that exists (checked before any work)."""
+    p = Path(value)
+    if p.suffix.lower() != ".png" or p.is_dir():
+        raise KgclipError(f"--png {value}: give a file name ending in .png")
+    if not p.parent.is_dir():
+        raise KgclipError(f"--png {value}: no folder {p.parent}")
+    return p
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     _at_least(args.hops, 0, "--hops")
     _at_least(args.max_triplets, 1, "--max-triplets")
+    png = _png_target(args.png) if args.png else None
     store = open_valid(args.store)
     nb = neighbourhood(store, args.entity, hops=args.hops, max_triplets=args.max_triplets)
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 60):
         print(nb.triplets[["head", "relation", "tail", "head_modality", "tail_modality"]].to_string(index=False))
     if nb.truncated:
         print(f"(cut to {args.max_triplets} of {nb.total} triplets; raise --max-triplets to see more)")
-    if args.png:
-        _, n = draw_neighbourhood(store, nb, png=args.png)
-        print(f"wrote {args.png} ({n} nodes)")
+    if png is not None:
+        try:
+            _, n = draw_neighbourhood(store, nb, png=str(png))
+        except OSError as exc:
+            raise KgclipError(f"--png {png}: cannot write ({exc.strerror or exc})") from None
+        print(f"wrote {png} ({n} nodes)")
     return 0
 
 

@@ -393,6 +393,15 @@ def test_8_inspect_png_draws_images_inside_their_root(tmp_path, capsys):
     assert (tmp_path / "n.png").stat().st_size > 0 and snapshot(tmp_path, skip=[tmp_path / "n.png"]) == before
 
 
+@pytest.mark.parametrize(("target", "want"), [("nowhere/n.png", "no folder"), ("n.txt", "give a file name ending in .png"),
+                                            ("imgs", "give a file name ending in .png")])
+def test_11_inspect_png_that_cannot_be_written_is_one_line_before_any_work(tmp_path, capsys, target, want):
+    # before: FileNotFoundError and matplotlib's ValueError tracebacks; a folder got "wrote imgs" while imgs.png was written
+    write_toy_store(tmp_path / "s", image_root=tmp_path / "imgs")
+    (tmp_path / "imgs").mkdir()
+    refused(capsys, tmp_path, "inspect", tmp_path / "s", "--entity", "t:dog", "--png", tmp_path / target, match=f"--png {tmp_path / target}: {want}")
+
+
 def test_9_merge_refuses_a_broken_input_before_writing(tmp_path, capsys):
     write_toy_store(tmp_path / "a")
     write_toy_store(tmp_path / "b")
