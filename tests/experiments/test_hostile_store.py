@@ -352,6 +352,23 @@ def test_11_query_answers_when_the_candidate_cache_cannot_be_written(trained, ca
     assert snapshot(tmp) == before  # no cache and no temporary left
 
 
+@pytest.mark.parametrize(("flags", "want"), [(["--max-queries", "-1"], "--max-queries must be at least 1, got -1"),
+                                           (["--out", "{tmp}/nowhere/m.json"], "--out {tmp}/nowhere/m.json: no folder {tmp}/nowhere"),
+                                           (["--out", "{tmp}"], "--out {tmp}: is a folder")])
+def test_11_eval_flags_that_cannot_work_are_one_line_before_the_evaluation(trained, capsys, flags, want):
+    ckpt, tmp = trained  # before: a pandas ValueError, or a FileNotFoundError after the whole evaluation
+    refused(capsys, tmp, "eval", ckpt, "--store", tmp / "store", "--tasks", "link", *[f.format(tmp=tmp) for f in flags], match=want.format(tmp=tmp))
+
+
+def test_11_eval_writes_its_metrics_file_whole(trained, capsys):
+    ckpt, tmp = trained
+    out = tmp / "m.json"
+    rc, err, _ = run_cli(capsys, "eval", ckpt, "--store", tmp / "store", "--tasks", "relation", "--out", out)
+    assert rc == 0, err
+    assert "relation_acc" in json.loads(out.read_text())["metrics"] and not list(tmp.glob(".m.json.tmp-*"))
+    out.unlink()
+
+
 # -- 8. image paths never leave their image root ------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", ["../outside/secret.png", "{tmp}/outside/secret.png", "link/secret.png"])
