@@ -1,8 +1,8 @@
 """Streaming, atomic writer of a knowledge store.
 
-Entities are written in shards as they come; triplets are spooled to temporary shards and
-finished (split by group, deduplicated, leakage counted: see :mod:`kgclip.store.splits`) when the
-writer closes. Everything is written under a hidden temporary folder and renamed into place at
+Entities are written in shards as they come; triplets are spooled to a temporary file and
+finished out of core (split by group, deduplicated, leakage counted: see :mod:`kgclip.store.splits`
+and :mod:`kgclip.store.spool`) when the writer closes. Everything is written under a hidden temporary folder and renamed into place at
 the end: an interrupted or failed write leaves no half store behind, and a replaced store is swapped atomically (see
 :mod:`kgclip.store.placement`). The manifest records every data file's size and SHA-256
 (``files``), from which :meth:`KnowledgeStore.fingerprint` and validation tell a changed store.
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kgclip import __version__
@@ -29,25 +30,24 @@ from kgclip.store.files import file_table
 from kgclip.store.format import (
     ALIAS_SCHEMA,
     ALIASES,
+    BBOX_TYPE,
     ENTITIES_DIR,
     ENTITY_SCHEMA,
     FORMAT_VERSION,
     MANIFEST,
     RELATION_SCHEMA,
     RELATIONS,
-    TRIPLET_SCHEMA,
     TRIPLETS_DIR,
 )
+from kgclip.store.keys import KeyIndex
 from kgclip.store.placement import check_replaceable, clean_stale, swap_into_place, temp_path
-from kgclip.store.reader import with_none
-from kgclip.store.splits import SplitConfig, entity_groups, finish_triplets, key_hashes
+from kgclip.store.splits import SplitConfig, entity_groups, key_hashes, split_codes
+from kgclip.store.spool import RAW_SCHEMA, TripletSpool
 from kgclip.typing import MODALITIES, SPLITS
 
 Bbox = Sequence[float] | None
 _ROW_BLOCK = 65_536
 _ENTITY_BUFFER_ROWS = 16_384
-_RAW_SCHEMA = TRIPLET_SCHEMA.append(pa.field("group_hash", pa.uint64()))
-"""Spooled triplets carry the hash of the converter's split group (0: none) until finishing."""
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -74,6 +74,8 @@ class StoreWriter:
         image_roots: source name -> folder that image paths of that source are relative to.
         split: how triplets without an explicit split are divided.
         shard_rows: rows per parquet shard.
+        partition_rows: triplets finished in memory at once; more are hash-partitioned on disk
+            first (memory stays bounded, the store is the same).
         settings: free-form creation settings recorded in the manifest.
         overwrite: replace an existing store at ``path`` (only once the new one is complete); anything
             else at ``path`` (a file, a folder that is not a store, one of ``inputs``) is refused.
@@ -87,6 +89,7 @@ class StoreWriter:
         image_roots: dict[str, str] | None = None,
         split: SplitConfig | None = None,
         shard_rows: int = 1_000_000,
+        partition_rows: int = 1 << 20,
         settings: dict[str, Any] | None = None,
         overwrite: bool = False,
         inputs: Iterable[str | os.PathLike] = (),
@@ -116,10 +119,12 @@ class StoreWriter:
             self._remove_made_parents()
             raise StoreError(f"{self.path}: cannot create the store folder ({exc.strerror or exc})") from None
         self._overwrite = overwrite
-        self._entity_ids: dict[str, int] = {}
-        self._concepts: dict[int, str] = {}  # entity id -> concept, for the entities that are views
+        self._entity_ids = KeyIndex()
+        self._entity_groups: list[np.ndarray] = []  # per flushed entity row group: the hash each entity is split by
         self._aliases: dict[str, int] = {}
-        self._entity_buf: dict[str, list] = {f.name: [] for f in ENTITY_SCHEMA}
+        self._entity_buf: dict[str, list] = {f.name: [] for f in ENTITY_SCHEMA}  # rows added one by one
+        self._entity_tables: list[pa.Table] = []  # rows added in bulk, and the rows above before them
+        self._entity_table_rows = 0
         self._entity_shards = 0
         self._entity_file: pq.ParquetWriter | None = None
         self._entity_shard_fill = 0
@@ -127,9 +132,7 @@ class StoreWriter:
         self._relation_text: list[str] = []
         self._relation_keys: list[str] = []
         self._rows: list[tuple] = []
-        self._triplet_buf: list[pd.DataFrame] = []
-        self._triplet_buf_rows = 0
-        self._raw_shards: list[Path] = []
+        self._spool = TripletSpool(self._tmp / "spool", buffer_rows=min(self.shard_rows, 1 << 17), partition_rows=partition_rows)
         self._skips: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._notes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._source_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -166,8 +169,9 @@ class StoreWriter:
             return eid
         if modality not in MODALITIES:
             raise StoreError(f"entity {key!r}: unknown modality {modality!r} (expected one of {MODALITIES})")
-        eid = len(self._entity_ids)
-        self._entity_ids[key] = eid
+        if concept is not None and not concept:
+            raise StoreError(f"entity {key!r}: empty concept (use None for an entity that is no view)")
+        eid = self._entity_ids.add(key)
         buf = self._entity_buf
         buf["entity_id"].append(eid)
         buf["key"].append(key)
@@ -179,67 +183,70 @@ class StoreWriter:
         buf["image_height"].append(None if image_size is None else int(image_size[1]))
         buf["source"].append(source)
         buf["concept"].append(concept)
-        if concept is not None:
-            if not concept:
-                raise StoreError(f"entity {key!r}: empty concept (use None for an entity that is no view)")
-            self._concepts[eid] = concept
         self._source_counts[source]["entities"] += 1
-        if len(buf["entity_id"]) >= self._entity_rows:
+        if len(buf["entity_id"]) + self._entity_table_rows >= self._entity_rows:
             self._flush_entities()
         return eid
 
     def add_entities(
         self,
-        keys: Sequence[str],
+        keys: Sequence[str] | pa.Array,
         modality: str,
         *,
         source: str,
-        texts: Sequence[str | None] | None = None,
-        concepts: Sequence[str | None] | None = None,
+        texts: Sequence[str | None] | pa.Array | None = None,
+        concepts: Sequence[str | None] | pa.Array | None = None,
     ) -> np.ndarray:
         """Add many entities of one modality at once (keys must be distinct); returns their ids.
 
         Keys already present keep their id and attributes. Only text (or image-less) entities:
         use :meth:`add_entity` for images with boxes. ``concepts`` as in :meth:`add_entity`.
+        Keys, texts and concepts may be pyarrow string arrays: keys are looked up all at once
+        (:class:`kgclip.store.keys.KeyIndex`) and the new rows stay in arrow until written.
         """
         if modality not in MODALITIES:
             raise StoreError(f"unknown modality {modality!r} (expected one of {MODALITIES})")
-        get = self._entity_ids.get
-        ids = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        key_list = keys.to_pylist() if isinstance(keys, pa.Array | pa.ChunkedArray) else list(keys)
+        ids = self._entity_ids.lookup(key_list)
         new = np.flatnonzero(ids < 0)
-        if len(new) == 0:
+        n = len(new)
+        if n == 0:
             return ids
-        start = len(self._entity_ids)
-        new_ids = np.arange(start, start + len(new), dtype=np.int64)
-        new_keys = [keys[i] for i in new.tolist()]
-        self._entity_ids.update(zip(new_keys, new_ids.tolist(), strict=True))
-        ids[new] = new_ids
-        buf, n = self._entity_buf, len(new)
-        buf["entity_id"].extend(new_ids.tolist())
-        buf["key"].extend(new_keys)
-        buf["modality"].extend([modality] * n)
-        buf["text"].extend([texts[i] for i in new.tolist()] if texts is not None else [None] * n)
-        for col in ("image", "bbox", "image_width", "image_height"):
-            buf[col].extend([None] * n)
-        buf["source"].extend([source] * n)
-        if concepts is None:
-            buf["concept"].extend([None] * n)
-        else:
-            new_concepts = [concepts[i] for i in new.tolist()]
-            if any(c is not None and not c for c in new_concepts):
-                raise StoreError("add_entities: empty concept (use None for an entity that is no view)")
-            buf["concept"].extend(new_concepts)
-            self._concepts.update((i, c) for i, c in zip(new_ids.tolist(), new_concepts, strict=True) if c is not None)
+        take = pa.array(new)
+        new_concepts = _strings(concepts, len(key_list)).take(take)
+        if pc.any(pc.equal(pc.utf8_length(new_concepts), 0)).as_py():
+            raise StoreError("add_entities: empty concept (use None for an entity that is no view)")
+        new_keys = key_list if n == len(key_list) else [key_list[i] for i in new.tolist()]
+        ids[new] = self._entity_ids.add_many(new_keys)
+        self._pending_entities()
+        self._entity_tables.append(pa.Table.from_arrays(
+            [pa.array(ids[new]), pa.array(new_keys, type=pa.string()), pa.repeat(modality, n), _strings(texts, len(key_list)).take(take),
+             pa.nulls(n, pa.string()), pa.nulls(n, BBOX_TYPE), pa.nulls(n, pa.int64()), pa.nulls(n, pa.int64()),
+             pa.repeat(source, n), new_concepts],
+            schema=ENTITY_SCHEMA,
+        ))
+        self._entity_table_rows += n
         self._source_counts[source]["entities"] += n
-        if len(buf["entity_id"]) >= self._entity_rows:
+        if self._entity_table_rows >= self._entity_rows:
             self._flush_entities()
         return ids
 
-    def _flush_entities(self, end_shard: bool = False) -> None:
-        """Write buffered entity rows as a row group of the open shard; a shard closes at ``shard_rows``."""
+    def _pending_entities(self) -> None:
+        """Move the rows added one by one into the tables (they keep their order)."""
         if self._entity_buf["entity_id"]:
             table = pa.Table.from_pydict(self._entity_buf, schema=ENTITY_SCHEMA)
             self._entity_buf = {f.name: [] for f in ENTITY_SCHEMA}
+            self._entity_tables.append(table)
+            self._entity_table_rows += table.num_rows
+
+    def _flush_entities(self, end_shard: bool = False) -> None:
+        """Write buffered entity rows as a row group of the open shard; a shard closes at ``shard_rows``."""
+        self._pending_entities()
+        if self._entity_tables:
+            table = pa.concat_tables(self._entity_tables)
+            self._entity_tables, self._entity_table_rows = [], 0
+            self._entity_groups.append(entity_groups(table["key"].to_numpy(zero_copy_only=False),
+                                                     table["concept"].to_numpy(zero_copy_only=False)))
             if self._entity_file is None:
                 path = self._tmp / ENTITIES_DIR / f"part-{self._entity_shards:05d}.parquet"
                 self._entity_file = pq.ParquetWriter(path, ENTITY_SCHEMA)
@@ -299,13 +306,16 @@ class StoreWriter:
             return
         h, r, t, src, split, weight, dataset, group = zip(*self._rows, strict=True)
         self._rows = []
-        frame = pd.DataFrame({"head_id": h, "relation_id": r, "tail_id": t, "source": src, "split": split,
-                              "weight": np.array([np.nan if w is None else w for w in weight], dtype=np.float64), "dataset": dataset,
-                              "group": group})
-        for name, part in frame.groupby("source", sort=False):
-            self.add_triplets(part["head_id"], part["relation_id"], part["tail_id"], source=str(name),
-                              split=part["split"].tolist(), weight=part["weight"].to_numpy(), dataset=part["dataset"].tolist(),
-                              group=part["group"].tolist())
+        weight = np.array([np.nan if w is None else w for w in weight], dtype=np.float64)
+        names = dict.fromkeys(src)  # the sources in order of first appearance, each a block of its rows
+        for name in names:
+            if len(names) == 1:
+                self.add_triplets(h, r, t, source=name, split=split, weight=weight, dataset=dataset, group=group)
+                continue
+            idx = [i for i, s in enumerate(src) if s == name]
+            self.add_triplets([h[i] for i in idx], [r[i] for i in idx], [t[i] for i in idx], source=name,
+                              split=[split[i] for i in idx], weight=weight[idx], dataset=[dataset[i] for i in idx],
+                              group=[group[i] for i in idx])
 
     def add_triplets(
         self,
@@ -323,39 +333,31 @@ class StoreWriter:
 
         ``group`` as in :meth:`add_triplet`: one name for all, or one per triplet (None: the pair).
         """
-        frame = pd.DataFrame(
-            {
-                "head_id": np.asarray(heads, dtype=np.int64),
-                "relation_id": np.asarray(relations, dtype=np.int64),
-                "tail_id": np.asarray(tails, dtype=np.int64),
-            }
-        )
-        n = len(frame)
+        h, r, t = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (heads, relations, tails))
+        n = len(h)
+        if len(r) != n or len(t) != n:
+            raise StoreError(f"add_triplets: {n} heads, {len(r)} relations and {len(t)} tails")
         if n == 0:
             return
-        frame["source"] = source
-        frame["split"] = split if split is None or isinstance(split, str) else list(split)
-        frame["weight"] = np.nan if weight is None else np.asarray(weight, dtype=np.float64)
-        frame["dataset"] = dataset if dataset is None or isinstance(dataset, str) else list(dataset)
-        frame["group_hash"] = _group_hashes(group, n)
-        bad = frame["split"].dropna()
-        bad = bad[~bad.isin(SPLITS)]
-        if len(bad):
-            raise StoreError(f"unknown split {bad.iloc[0]!r} (expected one of {SPLITS})")
+        if split is None or isinstance(split, str):
+            if split is not None and split not in SPLITS:
+                raise StoreError(f"unknown split {split!r} (expected one of {SPLITS})")
+            codes = np.full(n, -1 if split is None else SPLITS.index(split), dtype=np.int8)
+        else:
+            codes = split_codes(list(split) if not isinstance(split, np.ndarray | pd.Series) else split)
+        columns = [
+            h, r, t,
+            np.full(n, self._spool.source_code(source), dtype=np.int16),
+            codes,
+            np.full(n, np.nan) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1),
+            _strings(dataset, n),
+            _group_hashes(group, n),
+        ]
+        lengths = {len(c) for c in columns}
+        if lengths != {n}:
+            raise StoreError(f"add_triplets: {n} triplets but columns of lengths {sorted(lengths)}")
         self._source_counts[source]["triplets_in"] += n
-        self._triplet_buf.append(frame)
-        self._triplet_buf_rows += n
-        if self._triplet_buf_rows >= self.shard_rows:
-            self._flush_triplets()
-
-    def _flush_triplets(self) -> None:
-        if not self._triplet_buf:
-            return
-        frame = pd.concat(self._triplet_buf, ignore_index=True)
-        path = self._tmp / f"raw-{len(self._raw_shards):05d}.parquet"
-        pq.write_table(_triplet_table(frame, _RAW_SCHEMA), path)
-        self._raw_shards.append(path)
-        self._triplet_buf, self._triplet_buf_rows = [], 0
+        self._spool.add(pa.record_batch(columns, schema=RAW_SCHEMA))
 
     # -- skips ------------------------------------------------------------------------------
     def count_skip(self, source: str, reason: str, n: int = 1) -> None:
@@ -377,7 +379,6 @@ class StoreWriter:
             raise StoreError(f"{self.path}: writer already closed")
         self._flush_entities(end_shard=True)
         self._flush_rows()
-        self._flush_triplets()
         if self._entity_shards == 0:
             pq.write_table(ENTITY_SCHEMA.empty_table(), self._tmp / ENTITIES_DIR / "part-00000.parquet")
         rel = pa.Table.from_pydict(
@@ -393,22 +394,9 @@ class StoreWriter:
             aliases = {"key": list(self._aliases), "entity_id": list(self._aliases.values())}
             pq.write_table(pa.Table.from_pydict(aliases, schema=ALIAS_SCHEMA), self._tmp / ALIASES)
 
-        raw = [pq.read_table(p).to_pandas() for p in self._raw_shards]
-        triplets = pd.concat(raw, ignore_index=True) if raw else _RAW_SCHEMA.empty_table().to_pandas()
-        entity_keys = np.empty(len(self._entity_ids), dtype=object)
-        for k, i in self._entity_ids.items():
-            entity_keys[i] = k
-        concepts = np.full(len(entity_keys), None, dtype=object)
-        for i, c in self._concepts.items():
-            concepts[i] = c
-        triplets, report = finish_triplets(triplets, entity_groups(entity_keys, concepts), self.split)
-        for p in self._raw_shards:
-            p.unlink()
-        for i, start in enumerate(range(0, max(len(triplets), 1), self.shard_rows)):
-            part = triplets.iloc[start : start + self.shard_rows]
-            pq.write_table(_triplet_table(part), self._tmp / TRIPLETS_DIR / f"part-{i:05d}.parquet")
-
-        kept = triplets["source"].value_counts().to_dict()
+        entity_group = np.concatenate(self._entity_groups) if self._entity_groups else np.zeros(0, dtype=np.uint64)
+        report, kept = self._spool.finish(self._tmp / TRIPLETS_DIR, entity_group, self.split, self.shard_rows)
+        self._spool.remove()
         sources: dict[str, Any] = {}
         for name in sorted(set(self._source_counts) | set(self._skips) | set(self._notes)):
             info = dict(self._source_counts.get(name, {}))
@@ -425,7 +413,7 @@ class StoreWriter:
             "counts": {
                 "entities": len(self._entity_ids),
                 "relations": len(self._relation_keys),
-                "triplets": len(triplets),
+                "triplets": sum(report.splits.values()),
                 "splits": report.splits,
             },
             "split": {"ratios": list(self.split.ratios), "seed": self.split.seed,
@@ -457,6 +445,7 @@ class StoreWriter:
         if self._entity_file is not None:
             self._entity_file.close()
             self._entity_file = None
+        self._spool.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._remove_made_parents()
         self._closed = True
@@ -494,6 +483,14 @@ def _group_hashes(group: Sequence[str | None] | str | None, n: int) -> np.ndarra
     return out
 
 
-def _triplet_table(frame: pd.DataFrame, schema: pa.Schema = TRIPLET_SCHEMA) -> pa.Table:
-    frame = with_none(frame.copy(), ("source", "split", "dataset"))
-    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+def _strings(values: Sequence[str | None] | str | pa.Array | pa.ChunkedArray | None, n: int) -> pa.Array:
+    """A string column of ``n`` rows: all null, one value for all, or one per row (None or NaN: null)."""
+    if values is None:
+        return pa.nulls(n, pa.string())
+    if isinstance(values, str):
+        return pa.repeat(values, n)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values.cast(pa.string())
+    return pa.array(list(values) if not isinstance(values, np.ndarray | pd.Series) else values, type=pa.string(), from_pandas=True)
