@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -186,58 +187,89 @@ class _UndecodableRows:
         first = quoted(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, 160)
         return f"a line with the wrong number of columns is not UTF-8 either: {first}" if self.seen is not None else first
 
-def _drop(table: pa.Table, keep: pa.ChunkedArray | pa.Array, conv: Conversion, reason: str, bad: bool) -> pa.Table:
-    keep = pc.fill_null(keep, False)
-    n = len(table) - pc.sum(keep).as_py() if len(table) else 0
-    if n:
-        conv.skip(reason, None, bad=bad, n=n)
-    return table.filter(keep)
+
+class _Rows:
+    """The rows of a block still kept, and the counting of the ones each check drops."""
+
+    def __init__(self, n: int, conv: Conversion) -> None:
+        self.alive = np.ones(n, dtype=bool)
+        self.conv = conv
+
+    def keep(self, ok: np.ndarray | pa.Array | pa.ChunkedArray, reason: str, bad: bool) -> None:
+        """Drop the kept rows where ``ok`` is false (or null), counting them under ``reason``."""
+        if not isinstance(ok, np.ndarray):
+            ok = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+        lost = int(np.count_nonzero(self.alive & ~ok))
+        if lost:
+            self.conv.skip(reason, None, bad=bad, n=lost)
+            self.alive &= ok
 
 
 def _convert_block(table, writer, conv, lang_set, rel_set, min_weight, rel_ids) -> None:
-    table = _drop(table, pc.not_equal(table["relation"], "/r/ExternalURL"), conv, "ExternalURL relation", bad=False)
+    n = len(table)
+    rows = _Rows(n, conv)
+    relation = table["relation"]
+    rows.keep(pc.not_equal(relation, "/r/ExternalURL"), "ExternalURL relation", bad=False)
     if rel_set is not None:
-        table = _drop(table, pc.is_in(table["relation"], value_set=rel_set), conv, "relation not selected", bad=False)
-    start = pc.extract_regex(table["start"], _NODE)
-    end = pc.extract_regex(table["end"], _NODE)
-    table = table.append_column("s_lang", pc.struct_field(start, "lang")).append_column("s_term", pc.struct_field(start, "term"))
-    table = table.append_column("e_lang", pc.struct_field(end, "lang")).append_column("e_term", pc.struct_field(end, "term"))
-    table = _drop(table, pc.and_(pc.is_valid(table["s_term"]), pc.is_valid(table["e_term"])), conv, "node is not /c/<lang>/<term>", bad=True)
+        rows.keep(pc.is_in(relation, value_set=rel_set), "relation not selected", bad=False)
+    # Each distinct node URI of the block is parsed once; rows refer to it by its dictionary index.
+    nodes = pc.dictionary_encode(pa.concat_arrays(table["start"].chunks + table["end"].chunks))
+    node_index = nodes.indices.to_numpy()
+    start, end = node_index[:n], node_index[n:]
+    parsed = pc.extract_regex(nodes.dictionary, _NODE)
+    node_ok = pc.is_valid(parsed).to_numpy(zero_copy_only=False)
+    rows.keep(node_ok[start] & node_ok[end], "node is not /c/<lang>/<term>", bad=True)
     if lang_set is not None:
-        both = pc.and_(pc.is_in(table["s_lang"], value_set=lang_set), pc.is_in(table["e_lang"], value_set=lang_set))
-        table = _drop(table, both, conv, "language not selected", bad=False)
-    weight = pc.cast(pc.struct_field(pc.extract_regex(table["info"], _WEIGHT), "w"), pa.float64(), safe=False)
-    table = _drop(table.append_column("weight", weight), pc.is_valid(weight), conv, "no weight in the JSON column", bad=True)
+        lang_ok = pc.fill_null(pc.is_in(pc.struct_field(parsed, "lang"), value_set=lang_set), False).to_numpy(zero_copy_only=False)
+        rows.keep(lang_ok[start] & lang_ok[end], "language not selected", bad=False)
+    kept = np.flatnonzero(rows.alive)
+    info = table["info"].take(pa.array(kept))
+    weight = pc.cast(pc.struct_field(pc.extract_regex(info, _WEIGHT), "w"), pa.float64(), safe=False)
+    ok = pc.is_valid(weight).to_numpy(zero_copy_only=False)
+    rows.keep(_widen(ok, kept, n), "no weight in the JSON column", bad=True)
     if min_weight is not None:
-        table = _drop(table, pc.greater_equal(table["weight"], min_weight), conv, "below --min-weight", bad=False)
-    if len(table) == 0:
+        heavy = pc.fill_null(pc.greater_equal(weight, min_weight), False).to_numpy(zero_copy_only=False)
+        rows.keep(_widen(heavy, kept, n), "below --min-weight", bad=False)
+        ok &= heavy
+    if not ok.any():
         return
-    dataset = pc.struct_field(pc.extract_regex(table["info"], _DATASET), "d")
+    kept, info, weight = kept[ok], info.filter(pa.array(ok)), weight.filter(pa.array(ok))
+    dataset = pc.struct_field(pc.extract_regex(info, _DATASET), "d")
 
-    # Each distinct node of the block once: its text comes from its own URI (no group-by needed).
-    uniq = pc.unique(pa.chunked_array(table["start"].chunks + table["end"].chunks))
-    terms = pc.struct_field(pc.extract_regex(uniq, _NODE), "term")
+    # The block's nodes, in order of first appearance (starts, then ends), each looked up or added once.
+    start, end = start[kept], end[kept]
+    used = pd.unique(np.concatenate([start, end]))
+    uri = nodes.dictionary.take(pa.array(used))
+    terms = pc.struct_field(parsed, "term").take(pa.array(used))
     texts = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.replace_substring(terms, "_", " "), "NFC"))
     long = pc.greater(pc.utf8_length(texts), MAX_TEXT_CHARS).to_numpy(zero_copy_only=False)
     if long.any():
         texts = pc.utf8_slice_codeunits(texts, 0, MAX_TEXT_CHARS)
     before = writer.num_entities
-    keys = pc.binary_join_element_wise(f"{SOURCE}:", uniq, "").to_pylist()
-    ids = writer.add_entities(keys, "text", source=SOURCE, texts=texts.to_pylist())
+    ids = writer.add_entities(pc.binary_join_element_wise(f"{SOURCE}:", uri, ""), "text", source=SOURCE, texts=texts)
     n_long = int((long & (ids >= before)).sum())  # count each cut text once, when its entity is new
     if n_long:
         conv.note("text cut", n_long)
-    node_ids = {col: ids[pc.index_in(table[col], value_set=uniq).to_numpy()] for col in ("start", "end")}
-    rel_col = table["relation"]
-    rgroups = pc.unique(rel_col).to_pylist()
-    for r in rgroups:
+    node_id = np.empty(len(nodes.dictionary), dtype=np.int64)
+    node_id[used] = ids
+    h, t = node_id[start], node_id[end]
+
+    rel = pc.dictionary_encode(relation.take(pa.array(kept))).combine_chunks()
+    names = rel.dictionary.to_pylist()
+    for r in names:
         if r not in rel_ids:
             rel_ids[r] = writer.add_relation(r, _relation_text(r))
-    rel_lookup = np.array([rel_ids[r] for r in rgroups], dtype=np.int64)
-    rel = rel_lookup[pc.index_in(rel_col, value_set=pa.array(rgroups)).to_numpy()]
-    h, t = node_ids["start"], node_ids["end"]
+    rel_lookup = np.array([rel_ids[r] for r in names], dtype=np.int64)
     loops = int((h == t).sum())
     if loops:
         conv.note("self-loop kept", loops)
-    writer.add_triplets(h, rel, t, source=SOURCE, weight=table["weight"].to_numpy(), dataset=dataset.to_pylist())
-    conv.kept += len(table)
+    writer.add_triplets(h, rel_lookup[rel.indices.to_numpy()], t, source=SOURCE, weight=weight.to_numpy(zero_copy_only=False),
+                        dataset=dataset)
+    conv.kept += len(kept)
+
+
+def _widen(ok: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """A mask over the ``rows`` of a block as a mask over all ``n`` rows (True elsewhere)."""
+    out = np.ones(n, dtype=bool)
+    out[rows] = ok
+    return out

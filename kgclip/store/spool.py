@@ -49,6 +49,8 @@ _PART_SCHEMA = pa.schema(
      ("split", pa.int8()), ("pair", pa.uint64())]
 )
 _SPLIT_NAMES = pa.array(SPLITS, type=pa.string())
+_DICTIONARY = ["relation_id", "source", "split", "weight", "dataset", "group_hash"]
+"""Columns parquet-encoded by dictionary: those that repeat (entity ids rarely do)."""
 
 
 class TripletSpool:
@@ -60,7 +62,7 @@ class TripletSpool:
         partition_rows: rows finished in memory at once (the number of partitions follows).
     """
 
-    def __init__(self, folder: Path, *, buffer_rows: int = 1 << 17, partition_rows: int = 1 << 20) -> None:
+    def __init__(self, folder: Path, *, buffer_rows: int = 1 << 15, partition_rows: int = 1 << 20) -> None:
         self.folder = Path(folder)
         self.buffer_rows = max(1, int(buffer_rows))
         self.partition_rows = max(1, int(partition_rows))
@@ -99,7 +101,7 @@ class TripletSpool:
             return
         if self._file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._file = pq.ParquetWriter(self.path, RAW_SCHEMA)
+            self._file = pq.ParquetWriter(self.path, RAW_SCHEMA, use_dictionary=_DICTIONARY)
         self._file.write_table(pa.Table.from_batches(self._buf, schema=RAW_SCHEMA), row_group_size=self._buf_rows)
         self._buf, self._buf_rows = [], 0
 
@@ -215,7 +217,7 @@ class TripletSpool:
                 )
                 while out.num_rows:
                     if writer is None:
-                        writer = pq.ParquetWriter(out_dir / f"part-{shard:05d}.parquet", TRIPLET_SCHEMA)
+                        writer = pq.ParquetWriter(out_dir / f"part-{shard:05d}.parquet", TRIPLET_SCHEMA, use_dictionary=_DICTIONARY[:-1])
                     part = out.slice(0, shard_rows - fill)
                     writer.write_table(part)
                     fill += part.num_rows

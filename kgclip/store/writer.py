@@ -46,7 +46,11 @@ from kgclip.store.spool import RAW_SCHEMA, TripletSpool
 from kgclip.typing import MODALITIES, SPLITS
 
 Bbox = Sequence[float] | None
-_ROW_BLOCK = 65_536
+_ROW_BLOCK = 16_384
+"""Triplets added one at a time wait as tuples (about 200 bytes each) until this many are handed on in bulk."""
+_ENTITY_DICTIONARY = ["modality", "image", "image_width", "image_height", "source", "concept"]
+"""Entity columns parquet-encoded by dictionary: those that repeat (keys, texts and ids rarely do,
+and encoding them by dictionary first costs time to fall back from)."""
 _ENTITY_BUFFER_ROWS = 16_384
 
 
@@ -132,7 +136,7 @@ class StoreWriter:
         self._relation_text: list[str] = []
         self._relation_keys: list[str] = []
         self._rows: list[tuple] = []
-        self._spool = TripletSpool(self._tmp / "spool", buffer_rows=min(self.shard_rows, 1 << 17), partition_rows=partition_rows)
+        self._spool = TripletSpool(self._tmp / "spool", buffer_rows=min(self.shard_rows, 1 << 15), partition_rows=partition_rows)
         self._skips: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._notes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._source_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -207,20 +211,19 @@ class StoreWriter:
         if modality not in MODALITIES:
             raise StoreError(f"unknown modality {modality!r} (expected one of {MODALITIES})")
         key_list = keys.to_pylist() if isinstance(keys, pa.Array | pa.ChunkedArray) else list(keys)
-        ids = self._entity_ids.lookup(key_list)
-        new = np.flatnonzero(ids < 0)
+        all_concepts = _strings(concepts, len(key_list))
+        if pc.any(pc.equal(pc.utf8_length(all_concepts), 0)).as_py():
+            raise StoreError("add_entities: empty concept (use None for an entity that is no view)")
+        ids, new = self._entity_ids.add_missing(key_list)
         n = len(new)
         if n == 0:
             return ids
         take = pa.array(new)
-        new_concepts = _strings(concepts, len(key_list)).take(take)
-        if pc.any(pc.equal(pc.utf8_length(new_concepts), 0)).as_py():
-            raise StoreError("add_entities: empty concept (use None for an entity that is no view)")
-        new_keys = key_list if n == len(key_list) else [key_list[i] for i in new.tolist()]
-        ids[new] = self._entity_ids.add_many(new_keys)
+        new_keys = keys.take(take) if isinstance(keys, pa.Array | pa.ChunkedArray) else pa.array([key_list[i] for i in new.tolist()], type=pa.string())
+        new_concepts = all_concepts.take(take)
         self._pending_entities()
         self._entity_tables.append(pa.Table.from_arrays(
-            [pa.array(ids[new]), pa.array(new_keys, type=pa.string()), pa.repeat(modality, n), _strings(texts, len(key_list)).take(take),
+            [pa.array(ids[new]), new_keys.cast(pa.string()), pa.repeat(modality, n), _strings(texts, len(key_list)).take(take),
              pa.nulls(n, pa.string()), pa.nulls(n, BBOX_TYPE), pa.nulls(n, pa.int64()), pa.nulls(n, pa.int64()),
              pa.repeat(source, n), new_concepts],
             schema=ENTITY_SCHEMA,
@@ -249,7 +252,7 @@ class StoreWriter:
                                                      table["concept"].to_numpy(zero_copy_only=False)))
             if self._entity_file is None:
                 path = self._tmp / ENTITIES_DIR / f"part-{self._entity_shards:05d}.parquet"
-                self._entity_file = pq.ParquetWriter(path, ENTITY_SCHEMA)
+                self._entity_file = pq.ParquetWriter(path, ENTITY_SCHEMA, use_dictionary=_ENTITY_DICTIONARY)
                 self._entity_shards += 1
             self._entity_file.write_table(table)
             self._entity_shard_fill += table.num_rows
@@ -395,6 +398,8 @@ class StoreWriter:
             pq.write_table(pa.Table.from_pydict(aliases, schema=ALIAS_SCHEMA), self._tmp / ALIASES)
 
         entity_group = np.concatenate(self._entity_groups) if self._entity_groups else np.zeros(0, dtype=np.uint64)
+        num_entities = len(self._entity_ids)
+        self._entity_groups, self._entity_ids = [], KeyIndex()  # nothing is added any more: free the keys before finishing
         report, kept = self._spool.finish(self._tmp / TRIPLETS_DIR, entity_group, self.split, self.shard_rows)
         self._spool.remove()
         sources: dict[str, Any] = {}
@@ -411,7 +416,7 @@ class StoreWriter:
             "sources": sources,
             "image_roots": self.image_roots,
             "counts": {
-                "entities": len(self._entity_ids),
+                "entities": num_entities,
                 "relations": len(self._relation_keys),
                 "triplets": sum(report.splits.values()),
                 "splits": report.splits,
