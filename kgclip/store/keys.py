@@ -20,6 +20,8 @@ import numpy as np
 from kgclip.errors import StoreError
 
 _NUL = "\0"
+_COLLISION = ("two entity keys agree in both 64-bit hashes (a chance of about 1e-20); write the store again "
+              "(another process hashes differently)")
 
 
 def _hashes(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +80,7 @@ class _Sorted:
         for i in np.flatnonzero(h1[1:] == h1[:-1]).tolist():  # rare: a first hash repeated among the new keys
             run = h2[i : int(np.searchsorted(h1, h1[i], side="right"))]
             if len(np.unique(run)) < len(run):
-                raise StoreError("entity keys added at once must be distinct")
+                raise StoreError(_COLLISION)
         at = np.searchsorted(self.h1, h1)
         self.h1 = np.insert(self.h1, at, h1)  # one array at a time: the old and new copies of only one coexist
         self.h2 = np.insert(self.h2, at, h2)
@@ -88,8 +90,7 @@ class _Sorted:
             lo, hi = np.searchsorted(self.h1, h1[i], side="left"), np.searchsorted(self.h1, h1[i], side="right")
             run = self.h2[lo:hi]
             if len(np.unique(run)) < len(run):
-                raise StoreError("two entity keys agree in both 64-bit hashes (a chance of about 1e-20); "
-                                 "write the store again (another process hashes differently)")
+                raise StoreError(_COLLISION)
 
 
 class KeyIndex:
@@ -155,6 +156,8 @@ class KeyIndex:
         start = len(self)
         ids[new] = np.arange(start, start + len(new), dtype=np.int64)
         nh1, nh2 = h1[new], h2[new]
+        if len(np.unique(nh1)) < len(new) and len({keys[i] for i in new.tolist()}) < len(new):
+            raise StoreError("entity keys added at once must be distinct")
         self._young.insert(nh1, nh2, ids[new])
         if len(self._young) > max(self.min_fold, self.share * len(self._old)):
             self._old.insert(self._young.h1, self._young.h2, self._young.ids)

@@ -5,7 +5,7 @@ import gzip
 import pytest
 
 from experiments.cli import main
-from kgclip.store import open_valid
+from kgclip.store import keys, open_valid, writer
 from tests.data_prep import fixtures
 
 
@@ -293,3 +293,32 @@ def test_conceptnet_malformed_line_that_is_not_utf8_is_one_line(tmp_path, capsys
     assert err == [f"kgclip prepare: error: {f}: cannot read (a line with the wrong number of columns is not UTF-8 either: "
                    "'CSV parse error: Row #10: Expected 5 columns, got 3: /a/2\\t/r/IsA\\t/c/en/caf\ufffd')"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+# -- out of core: the same store ------------------------------------------------------------------
+
+def _content(path):
+    s = open_valid(path)
+    m = {k: v for k, v in s.manifest.items() if k not in ("created", "files", "image_roots", "settings")}
+    return s.entity_table(), s.triplet_table(), s.relations, m
+
+
+@pytest.mark.parametrize("source", ["visual-genome", "conceptnet"])
+def test_out_of_core_conversion_writes_the_same_store(tmp_path, monkeypatch, source):
+    """Keys folded into the hash arrays at once and triplets finished in one-row partitions: the store is the same."""
+    if source == "visual-genome":
+        files = fixtures.write_visual_genome(tmp_path / "vg", n_images=40)
+        args = ["prepare", "visual-genome", "--image-data", str(files["image_data"]), "--relationships", str(files["relationships"]),
+                "--images", str(files["images"]), "--with-names", "--attributes", str(files["attributes"]), "--max-bad-fraction", "0.5",
+                "--split-ratios", "0.4,0.3,0.3"]
+    else:
+        rows = [(rel, f"/c/en/t{i % 23}/n", f"/c/{'en' if i % 5 else 'de'}/u{i % 17}", {"dataset": "/d/x", "weight": i % 3})
+                for i, rel in enumerate(["/r/IsA", "/r/PartOf", "/r/RelatedTo"] * 40)] * 2  # each line twice
+        args = ["prepare", "conceptnet", str(fixtures.write_conceptnet(tmp_path / "a.csv", rows=rows)), "--split-ratios", "0.4,0.3,0.3"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    monkeypatch.setitem(writer.StoreWriter.__init__.__kwdefaults__, "partition_rows", 1)
+    monkeypatch.setattr(keys.KeyIndex.__init__, "__defaults__", (1, 0.125))
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a, b = _content(tmp_path / "a"), _content(tmp_path / "b")
+    assert a[0].equals(b[0]) and a[1].equals(b[1]) and a[2].equals(b[2]) and a[3] == b[3]
+    assert a[3]["duplicates_removed"] > 0 and len(set(a[1]["split"].to_pylist())) == 3
