@@ -26,6 +26,7 @@ from kgclip.store import StoreWriter
 
 SOURCE = "visual_genome"
 IMAGE_DIRS = ("VG_100K", "VG_100K_2")
+_FOLDER = {d: d for d in IMAGE_DIRS}
 IS_A = ("/r/IsA", "is a")
 HAS_ATTRIBUTE = ("/r/HasProperty", "has attribute")
 
@@ -60,12 +61,12 @@ class ImageIndex:
                 continue
             url = item.get("url")
             m = re.search(r"(VG_100K(?:_2)?)/[^/]+$", url) if isinstance(url, str) else None
-            self.info[iid] = (m.group(1) if m else None, width, height)
-        self._resolved: dict[int, str | None] = {}
+            self.info[iid] = (_FOLDER[m.group(1)] if m else None, width, height)  # one string per folder, not per image
+        self._last: tuple[int, str | None] | None = None  # regions of an image come together: one image's path is kept
 
     def path(self, image_id: int) -> str | None:
-        if image_id in self._resolved:
-            return self._resolved[image_id]
+        if self._last is not None and self._last[0] == image_id:
+            return self._last[1]
         folder = self.info[image_id][0]
         candidates = ([folder] if folder else []) + [d for d in IMAGE_DIRS if d != folder] + [""]
         name = f"{image_id}.jpg"
@@ -81,7 +82,7 @@ class ImageIndex:
         if found is not None and not self.root.inside(found):
             self.escaping.add(image_id)
             found = None
-        self._resolved[image_id] = found
+        self._last = (image_id, found)
         return found
 
 

@@ -102,7 +102,7 @@ class KeyIndex:
             fewer rebuilds; the smaller, the less memory the dict takes).
     """
 
-    def __init__(self, min_fold: int = 1 << 16, share: float = 0.125) -> None:
+    def __init__(self, min_fold: int = 1 << 14, share: float = 0.125) -> None:
         self.min_fold = int(min_fold)
         self.share = float(share)
         self._recent: dict[str, int] = {}  # added one at a time
