@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 import pytest
 
-from kgclip.config import Range, apply_overrides, check, from_dict, to_dict
+from kgclip.config import Range, apply_overrides, check, from_dict, load_yaml, to_dict
 from kgclip.errors import ConfigError
 from kgclip.training import RunConfig
 from kgclip.training.config import uses_fusion
@@ -121,3 +121,11 @@ def test_a_finetune_config_is_checked_like_a_training_one():
             load_config("snli-ve", {}, [override])
     with pytest.raises(ConfigError, match=r"^num_answers: must be >= 1"):
         load_config("vqa", {}, ["num_answers=0"])
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"\xff\xfe\x00garbage", r"bad.yaml: not a UTF-8 text file \(invalid start byte at byte 0\)$"),
+                                                (b"a: [1,\n", r"bad.yaml: invalid YAML \("), (b"- 1\n", r"bad.yaml: expected a mapping at the top level$")])
+def test_a_config_file_that_is_not_yaml_is_one_line(tmp_path, content, message):
+    (tmp_path / "bad.yaml").write_bytes(content)  # before: a UnicodeDecodeError traceback for the first
+    with pytest.raises(ConfigError, match=message):
+        load_yaml(tmp_path / "bad.yaml")
