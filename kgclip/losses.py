@@ -47,13 +47,13 @@ class LossConfig:
             CLIP loss gets each image's swapped captions as extra negatives (:func:`clip_pair_loss`).
     """
 
-    e2e: float = 1.0
-    e2r: float = 1.0
-    g2e: float = 1.0
-    kd: float = 1.0
-    clip: float = 1.0
+    e2e: Annotated[float, Range(ge=0)] = 1.0
+    e2r: Annotated[float, Range(ge=0)] = 1.0
+    g2e: Annotated[float, Range(ge=0)] = 1.0
+    kd: Annotated[float, Range(ge=0)] = 1.0
+    clip: Annotated[float, Range(ge=0)] = 1.0
     kd_mode: Literal["logits", "features"] = "logits"
-    kd_temperature: float = 0.1
+    kd_temperature: Annotated[float, Range(gt=0)] = 0.1
     pair_relations: tuple[str, ...] = PAIR_RELATIONS
     hard_negatives: Annotated[int, Range(ge=0)] = 0
 

@@ -75,6 +75,8 @@ def test_round_trip_and_check_of_a_config_built_in_code():
     ("data.fanouts=[2,-1]", r"data.fanouts\[1\]: must be >= 0, got -1"),
     ("data.image_cache=yes", r"data.image_cache: expected one of 'auto', 'off', got 'on'"),
     ("data.image_cache=maybe", r"data.image_cache: expected one of 'auto', 'off', got 'maybe'"),
+    ("loss.e2e=-1", r"loss.e2e: must be >= 0, got -1"),
+    ("loss.kd_temperature=0", r"loss.kd_temperature: must be > 0, got 0"),
     ("loss.kd_mode=kl", r"loss.kd_mode: expected one of 'logits', 'features', got 'kl'"),
     # each of these crashed (a traceback) or trained nonsense with rc 0 before the loader checked it
     ("seed=-1", r"^seed: must be >= 0, got -1$"),
