@@ -290,8 +290,9 @@ def test_conceptnet_malformed_line_that_is_not_utf8_is_one_line(tmp_path, capsys
     f.write_bytes(rows + b"/a/2\t/r/IsA\t/c/en/caf\xc3\n" + rows)
     assert main(["--quiet", "prepare", "conceptnet", str(f), "--out", str(tmp_path / "s"), "--max-bad-fraction", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"kgclip prepare: error: {f}: cannot read (a line with the wrong number of columns is not UTF-8 either: "
-                   "'CSV parse error: Row #10: Expected 5 columns, got 3: /a/2\\t/r/IsA\\t/c/en/caf\ufffd')"]
+    # pyarrow names the row only with some read options (a serial reader does, the block reader not)
+    assert len(err) == 1 and err[0].startswith(f"kgclip prepare: error: {f}: cannot read (a line with the wrong number of columns is not UTF-8 either: ")
+    assert err[0].endswith("Expected 5 columns, got 3: /a/2\\t/r/IsA\\t/c/en/caf\ufffd')")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
 
 
