@@ -26,14 +26,35 @@ def _writable(col: pa.ChunkedArray) -> np.ndarray:
     return arr if arr.flags.writeable else arr.copy()
 
 
+def _is_in(col: pa.ChunkedArray, values: tuple[str, ...]) -> np.ndarray:
+    """Which rows of a dictionary column hold one of ``values`` (a null does not), decided once per distinct value."""
+    codes, names = _codes(col)
+    hit = np.array([n in values for n in names] + [False], dtype=bool)  # the last entry: code -1, a null
+    return hit[codes]
+
+
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """A string column as (int64 code of each row, -1 where null; the distinct values, by code)."""
-    enc = pc.dictionary_encode(col)
-    if enc.num_chunks == 0:
+    """A string (or dictionary) column as (int64 code of each row, -1 where null; the distinct values, by code).
+
+    Codes number the values in order of first appearance among the rows.
+    """
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    if col.num_chunks == 0:
         return np.empty(0, dtype=np.int64), ()
-    indices = pa.chunked_array([ch.indices for ch in enc.chunks], type=enc.type.index_type)
-    codes = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
-    return codes, tuple(enc.chunk(0).dictionary.to_pylist())
+    col = col.unify_dictionaries()
+    codes = np.empty(len(col), dtype=np.int64)
+    at = 0
+    for ch in col.chunks:  # straight into one int64 array
+        codes[at : at + len(ch)] = (pc.fill_null(ch.indices, -1) if ch.null_count else ch.indices).to_numpy()
+        at += len(ch)
+    names = col.chunk(0).dictionary.to_pylist()
+    used = pd.unique(codes[codes >= 0])  # a file's dictionary may hold values of rows left out, in another order
+    if len(used) == len(names) and np.array_equal(used, np.arange(len(names))):
+        return codes, tuple(names)
+    renumber = np.full(len(names) + 1, -1, dtype=np.int64)  # the last entry: code -1 stays -1
+    renumber[used] = np.arange(len(used))
+    return renumber[codes], tuple(names[i] for i in used.tolist())
 
 
 @dataclass
@@ -65,12 +86,11 @@ class KnowledgeGraph:
     def from_store(cls, store: KnowledgeStore, splits: tuple[str, ...] | None = ("train",)) -> "KnowledgeGraph":
         """Build from a store, keeping the triplets of ``splits`` (all when None)."""
         cols = ["head_id", "relation_id", "tail_id", "source"] + (["split"] if splits is not None else [])
-        t = store.triplet_table(cols)
+        t = store.triplet_table(cols, dictionary=["source", "split"])  # repeating strings: read as codes, never as strings
         if splits is not None:
-            t = t.filter(pc.is_in(t["split"], value_set=pa.array(list(splits))))
-        ent = store.entity_table(["modality", "concept"])
-        is_text = pc.equal(ent["modality"], MODALITIES[TEXT])
-        modality = np.where(is_text.to_numpy(zero_copy_only=False), TEXT, IMAGE).astype(np.int8)
+            t = t.filter(pa.array(_is_in(t["split"], splits)))
+        ent = store.entity_table(["modality", "concept"], dictionary=["modality"])
+        modality = np.where(_is_in(ent["modality"], (MODALITIES[TEXT],)), TEXT, IMAGE).astype(np.int8)
         local = np.empty(len(modality), dtype=np.int64)
         for code in MODALITY_CODE.values():
             sel = modality == code
@@ -117,28 +137,73 @@ class KnowledgeGraph:
             gid = self.global_ids[m]
             data[m].num_nodes = len(gid)
             data[m].global_id = torch.from_numpy(gid)
-        # torch gathers (multi-threaded on big arrays) over the numpy arrays, without copies
-        head, tail, modality, local = (torch.from_numpy(a) for a in (self.head, self.tail, self.modality, self.local))
-        code = modality[head] * len(MODALITIES) + modality[tail]  # int8: the index into EDGE_TYPES
-        tail_local = local[tail]
-        width = int(local.max()) + 1 if local.numel() else 1
-        key = code.to(torch.int64 if len(EDGE_TYPES) * width >= 2**31 else torch.int32)  # int32 keys sort faster
-        key = key.mul_(width).add_(tail_local)  # (edge type, destination)
-        order = torch.sort(key, stable=True).indices
-        del key
-        bounds = [0, *torch.cumsum(torch.bincount(code, minlength=len(EDGE_TYPES)), 0).tolist()]
-        del code
-        relation = torch.from_numpy(self.relation)[order]
+        order, dst, relation, bounds = self._csc_order()
         for i, et in enumerate(EDGE_TYPES):
-            lo, hi = bounds[i], bounds[i + 1]
-            sel = order[lo:hi]
-            data[et].edge_index = torch.stack([local[head[sel]], tail_local[sel]])
-            data[et].relation = relation[lo:hi]
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            ei = np.empty((2, hi - lo), dtype=np.int64)
+            np.take(self.head, order[lo:hi], out=ei[1])  # row 1 as scratch: fresh pages are dear
+            np.take(self.local, ei[1], out=ei[0])
+            ei[1] = dst[lo:hi]
+            data[et].edge_index = torch.from_numpy(ei)
+            data[et].relation = torch.from_numpy(relation[lo:hi])
             if add_reverse:
                 rev = (et[2], "rev_rel", et[0])
                 data[rev].edge_index = data[et].edge_index.flip(0)
                 data[rev].relation = data[et].relation
         return data
+
+    def _csc_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The triplets sorted by (edge type, destination's local index), ties in triplet order.
+
+        Returns:
+            The triplet of each sorted position, its destination's local index, its relation id
+            (int64 each), and the bounds of each edge type's run (``len(EDGE_TYPES) + 1``).
+
+        Edge type, destination, triplet number and relation are packed into one int64 per
+        triplet when they fit (they do unless a store has billions of triplets): sorting those
+        values (distinct, so no stable sort is needed; numpy sorts int64 with SIMD) gives all four
+        without gathering the relation and destination columns again. Arrays are reused where
+        they can be: touching fresh memory is a good part of the cost.
+        """
+        n = len(self.head)
+        code = self.modality[self.head]
+        code *= len(MODALITIES)
+        code += self.modality[self.tail]  # the index into EDGE_TYPES
+        counts = np.bincount(code, minlength=len(EDGE_TYPES))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        width = int(self.local.max()) + 1 if len(self.local) else 1
+        key = code.astype(np.int64)
+        del code
+        key *= width
+        scratch = np.take(self.local, self.tail)
+        key += scratch  # (edge type, destination)
+        pos_bits = max(1, (n - 1).bit_length())
+        key_bits = max(1, (len(EDGE_TYPES) * width - 1).bit_length())
+        rel_bits = max(1, int(self.relation.max()).bit_length()) if n and int(self.relation.min()) >= 0 else 64
+        if key_bits + pos_bits > 63:  # too many to pack: a stable sort of the keys themselves
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            relation = self.relation[order]
+        else:
+            rel_bits = rel_bits if key_bits + pos_bits + rel_bits <= 63 else 0  # 0: the relation is gathered after
+            scratch.fill(1)
+            scratch[0:1] = 0
+            np.cumsum(scratch, out=scratch)  # 0, 1, 2, ...: the triplet numbers, in place
+            scratch <<= rel_bits
+            key <<= pos_bits + rel_bits
+            key |= scratch
+            if rel_bits:
+                key |= self.relation
+            key.sort()
+            relation = key & ((1 << rel_bits) - 1) if rel_bits else None
+            key >>= rel_bits
+            order = np.bitwise_and(key, (1 << pos_bits) - 1, out=scratch)
+            key >>= pos_bits
+            if relation is None:
+                relation = self.relation[order]
+        for i in range(len(EDGE_TYPES)):  # (edge type, destination) -> destination
+            key[bounds[i] : bounds[i + 1]] -= i * width
+        return order, key, relation, bounds
 
     def k_hop(self, entities: list[int] | np.ndarray, hops: int = 1, max_triplets: int | None = None) -> np.ndarray:
         """Indices of the triplets within ``hops`` of the given global entity ids (either direction).

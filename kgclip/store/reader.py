@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from glob import escape as glob_escape
 from pathlib import Path
@@ -35,21 +36,24 @@ def one_line(exc: BaseException) -> str:
     return lines[0].strip() if lines else type(exc).__name__
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+def _read_parquet(path: Path, columns: list[str] | None = None, dictionary: Sequence[str] = ()) -> pa.Table:
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=columns, read_dictionary=[c for c in dictionary if columns is None or c in columns] or None)
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: cannot read parquet ({one_line(exc)})") from None
 
 
-def read_shards(files: list[Path], columns: list[str] | None, schema: pa.Schema) -> pa.Table:
+def read_shards(files: list[Path], columns: list[str] | None, schema: pa.Schema, dictionary: Sequence[str] = ()) -> pa.Table:
     """Shards of one table as one pyarrow table, in ``schema``'s column order.
 
     Columns of the schema that a shard lacks (``concept`` in a version-1 store) come back null;
     columns of no schema are left out; columns of a compatible type (``large_string``, ``int32``, a
-    list of four numbers for a box) are cast to the format's type.
+    list of four numbers for a box) are cast to the format's type. Columns named in ``dictionary``
+    come as dictionary arrays (int32 indices into the type; a shard's own dictionary per chunk):
+    a repeating string is then not made once per row.
     """
     wanted = list(columns) if columns is not None else schema.names
+    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f for f in schema])
     parts = []
     for p in files:
         try:
@@ -57,7 +61,7 @@ def read_shards(files: list[Path], columns: list[str] | None, schema: pa.Schema)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{p}: cannot read parquet ({one_line(exc)})") from None
         absent = [c for c in wanted if c not in present and c in schema.names]
-        table = _read_parquet(p, [c for c in wanted if c not in absent])
+        table = _read_parquet(p, [c for c in wanted if c not in absent], dictionary)
         for c in absent:
             table = table.append_column(schema.field(c), pa.nulls(len(table), schema.field(c).type))
         table = table.select(wanted)
@@ -176,13 +180,13 @@ class KnowledgeStore:
     def triplet_files(self) -> list[Path]:
         return sorted((self.path / TRIPLETS_DIR).glob("*.parquet"))
 
-    def entity_table(self, columns: list[str] | None = None) -> pa.Table:
-        """Entities as a pyarrow table (optionally only some columns; see :func:`read_shards`)."""
-        return read_shards(self.entity_files, columns, ENTITY_SCHEMA)
+    def entity_table(self, columns: list[str] | None = None, dictionary: Sequence[str] = ()) -> pa.Table:
+        """Entities as a pyarrow table (optionally only some columns, some as dictionaries; see :func:`read_shards`)."""
+        return read_shards(self.entity_files, columns, ENTITY_SCHEMA, dictionary)
 
-    def triplet_table(self, columns: list[str] | None = None) -> pa.Table:
-        """Triplets as a pyarrow table (optionally only some columns; see :func:`read_shards`)."""
-        return read_shards(self.triplet_files, columns, TRIPLET_SCHEMA)
+    def triplet_table(self, columns: list[str] | None = None, dictionary: Sequence[str] = ()) -> pa.Table:
+        """Triplets as a pyarrow table (optionally only some columns, some as dictionaries; see :func:`read_shards`)."""
+        return read_shards(self.triplet_files, columns, TRIPLET_SCHEMA, dictionary)
 
     @cached_property
     def entities(self) -> pd.DataFrame:

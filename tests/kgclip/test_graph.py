@@ -105,3 +105,47 @@ def test_concepts_and_sources(tmp_path):
 def test_no_concepts_is_none(toy_store):
     kg = KnowledgeGraph.from_store(KnowledgeStore(toy_store), splits=None)
     assert kg.concept is None and kg.sources == ("toy",) and (kg.source == 0).all()
+
+
+def _csc_reference(kg):
+    """Each edge type's edges in a stable sort by destination: the order to_hetero_data promises."""
+    code = kg.modality[kg.head].astype(np.int64) * 2 + kg.modality[kg.tail]
+    order = np.lexsort((kg.local[kg.tail], code))  # lexsort is stable: ties keep triplet order
+    return code[order], order
+
+
+def test_hetero_data_order_is_a_stable_sort_by_destination_whatever_the_id_sizes():
+    rng = np.random.default_rng(0)
+    for n_ent, n, rel_high, local_scale in [(30, 400, 3, 1), (30, 400, 2**61, 1), (30, 400, -1, 1), (30, 400, 5, 2**55), (5, 0, 3, 1)]:
+        modality = rng.integers(0, 2, n_ent).astype(np.int8)
+        local = np.empty(n_ent, dtype=np.int64)
+        for m in (0, 1):
+            local[modality == m] = np.arange((modality == m).sum())
+        local *= local_scale  # past 63 bits the packed sort falls back to a stable argsort
+        relation = rng.integers(0, rel_high, n) if rel_high > 0 else rng.integers(-5, 5, n)  # negative ids: gathered, not packed
+        kg = KnowledgeGraph(store=None, head=rng.integers(0, n_ent, n), relation=relation, tail=rng.integers(0, n_ent, n),
+                            modality=modality, local=local)
+        data = kg.to_hetero_data()
+        code, order = _csc_reference(kg)
+        for i, et in enumerate(EDGE_TYPES):
+            o = order[code == i]
+            want = np.stack([local[kg.head[o]], local[kg.tail[o]]])
+            assert np.array_equal(data[et].edge_index.numpy(), want), (n, rel_high, local_scale, et)
+            assert np.array_equal(data[et].relation.numpy(), relation[o]) and data[et].relation.dtype == torch.int64
+
+
+def test_sources_are_those_of_the_kept_triplets_in_order_of_first_appearance(tmp_path):
+    from kgclip.store import StoreWriter
+
+    with StoreWriter(tmp_path / "s") as w:
+        e = [w.add_entity(f"e{i}", "text", text=f"e{i}", source="x") for i in range(4)]
+        r = w.add_relation("r", "r")
+        for i, (src, split) in enumerate([("a", "test"), ("b", "train"), ("c", "train"), ("b", "train"), ("a", "valid")]):
+            w.add_triplets([e[i % 4]], [r], [e[(i + 1) % 4]], source=src, split=split)
+    s = KnowledgeStore(tmp_path / "s")
+    everything = KnowledgeGraph.from_store(s, splits=None)
+    assert everything.sources == ("a", "b", "c") and everything.source.tolist() == [0, 1, 2, 1, 0]
+    train = KnowledgeGraph.from_store(s)
+    assert train.sources == ("b", "c") and train.source.tolist() == [0, 1, 0]
+    assert KnowledgeGraph.from_store(s, splits=("valid", "test")).sources == ("a",)
+    assert KnowledgeGraph.from_store(s, splits=()).num_triplets == 0
