@@ -98,12 +98,19 @@ class KnowledgeGraph:
         concept = None
         if ent["concept"].null_count < len(ent):
             concept, _ = _codes(ent["concept"])
+        del ent
         source, sources = _codes(t["source"])
+        ids = {}
+        for c in ("head_id", "relation_id", "tail_id"):  # each arrow column let go once it is in numpy
+            ids[c] = _writable(t[c])
+            t = t.drop_columns([c])
+        del t
+        pa.default_memory_pool().release_unused()  # the read's buffers back to the system, not kept for later
         return cls(
             store=store,
-            head=_writable(t["head_id"]),
-            relation=_writable(t["relation_id"]),
-            tail=_writable(t["tail_id"]),
+            head=ids["head_id"],
+            relation=ids["relation_id"],
+            tail=ids["tail_id"],
             modality=modality,
             local=local,
             concept=concept,
