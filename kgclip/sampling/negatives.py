@@ -39,10 +39,11 @@ def _member(ref: Tensor, values: Tensor) -> Tensor:
 
 def _csr(rows: Tensor, cols: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """(indptr [n + 1], columns sorted by row) of the distinct (row, column) pairs."""
-    pairs = torch.unique(torch.stack([rows, cols], 1), dim=0)  # sorted by row, then column
+    width = int(cols.max()) + 1 if cols.numel() else 1
+    keys = torch.unique(rows * width + cols)  # sorted by row, then column
     indptr = torch.zeros(n + 1, dtype=torch.long)
-    torch.cumsum(torch.bincount(pairs[:, 0], minlength=n), 0, out=indptr[1:])
-    return indptr, pairs[:, 1].contiguous()
+    torch.cumsum(torch.bincount(keys // width, minlength=n), 0, out=indptr[1:])
+    return indptr, keys % width
 
 
 def _pick(indptr: Tensor, cols: Tensor, rows: Tensor, g: torch.Generator) -> Tensor:
@@ -118,6 +119,7 @@ class HardNegatives:
         # relations that share an (unordered) entity pair with another relation: "left of" ~ "right of", "bigger than"
         pair = torch.minimum(h, t) * self.n + torch.maximum(h, t)
         rel = pd.DataFrame({"pair": pair.numpy(), "r": r.numpy()}).drop_duplicates()
+        rel = rel[rel.duplicated("pair", keep=False)]  # only pairs with two relations or more
         both = rel.merge(rel, on="pair")
         both = both[both["r_x"] != both["r_y"]]
         self.related_indptr, self.related = _csr(torch.tensor(both["r_x"].to_numpy(np.int64)), torch.tensor(both["r_y"].to_numpy(np.int64)), self.r)
