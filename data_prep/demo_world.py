@@ -146,28 +146,36 @@ def captions(sc: Scene, rng: np.random.Generator) -> list[str]:
 WEB_PREFIXES = ("", "a picture of ", "an image of ", "a drawing of ", "there is ")
 
 
-def web_caption(sc: Scene, rng: np.random.Generator) -> str:
+def web_caption(sc: Scene, rng: np.random.Generator, colours: bool = True) -> str:
     """One caption of a pretraining scene, in one of several forms, as alt-texts vary.
 
-    Forms: every object with size, colour and shape; a spatial relation between two objects;
-    the shapes only; the colours only; one object.
+    Forms: every object with size, colour and shape; a spatial relation between two objects, with
+    or without their colours; the shapes only; the colours only; one object, with or without its
+    colour. Colour is learnt from far fewer examples than shape, so half the forms leave it out.
+    Half the captions end with a full stop, as sentences do. ``colours=False``: only the forms
+    without colour words.
     """
     objs = list(sc.objects)
     rng.shuffle(objs)
-    forms = ["list", "shapes", "colours", "one"] + (["relation", "relation"] if len(objs) > 1 else [])
+    forms = ["shapes", "one shape"] + (["shape relation"] if len(objs) > 1 else [])
+    if colours:
+        forms += ["list", "colours", "one"] + (["relation"] if len(objs) > 1 else [])
     form = forms[int(rng.integers(len(forms)))]
     if form == "list":
         body = " and ".join(f"a {o.size} {o.name}" for o in objs)
     elif form == "relation":
-        a, b = objs[0], objs[1]
-        body = f"a {a.name} {spatial(a, b)} a {b.name}"
+        body = f"a {objs[0].name} {spatial(objs[0], objs[1])} a {objs[1].name}"
+    elif form == "shape relation":
+        body = f"a {objs[0].shape} {spatial(objs[0], objs[1])} a {objs[1].shape}"
     elif form == "shapes":
         body = " and ".join(f"a {o.shape}" for o in objs)
     elif form == "colours":
-        body = " and ".join(f"something {o.colour}" for o in objs)
+        body = " and ".join(f"something {o.colour}" if rng.random() < 0.5 else f"a {o.colour} shape" for o in objs)
+    elif form == "one shape":
+        body = f"a {objs[0].size} {objs[0].shape}" if rng.random() < 0.5 else f"a {objs[0].shape}"
     else:
         body = f"a {objs[0].size} {objs[0].name}" if rng.random() < 0.5 else f"a {objs[0].name}"
-    return WEB_PREFIXES[int(rng.integers(len(WEB_PREFIXES)))] + body
+    return WEB_PREFIXES[int(rng.integers(len(WEB_PREFIXES)))] + body + ("." if rng.random() < 0.5 else "")
 
 
 def binding_item(sc: Scene, rng: np.random.Generator) -> dict | None:
@@ -233,15 +241,20 @@ class DemoWorldFiles:
     scenes: list[Scene]
     pretrain: Path | None = None
     """The pretraining corpus (a CC3M-style TSV of image path and caption), when one was asked for."""
+    pretrain_simple: Path | None = None
+    """The simple scenes the pretraining starts with (the same format), when asked for."""
     vqa: dict[str, dict[str, Path]] = field(default_factory=dict)
     """VQA v2 files per split: ``questions``, ``annotations``, ``images`` (see data_prep.demo_vqa)."""
 
 
-def write_pretrain_corpus(out: str | Path, scenes: int, seed: int, captions_per_scene: int = 2, objects: tuple[int, int] = (1, 4)) -> Path:
+def write_pretrain_corpus(out: str | Path, scenes: int, seed: int, captions_per_scene: int = 2, objects: tuple[int, int] = (1, 4),
+                          one_colour: str | None = None) -> Path:
     """Scenes of their own (no held-out combination) with varied captions, as a CC3M-style TSV.
 
     The corpus the demo's CLIP is pretrained on, like the web pairs of a real CLIP: apart from the
-    knowledge world's scenes. Returns the TSV path (``out/pairs.tsv``, image paths relative to it).
+    knowledge world's scenes. With ``one_colour``, every object is drawn in that colour and the
+    captions name no colour (the simple scenes the pretraining starts with: only shape, size and
+    place tell them apart). Returns the TSV path (``out/pairs.tsv``, image paths relative to it).
     """
     root = Path(out)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -249,16 +262,19 @@ def write_pretrain_corpus(out: str | Path, scenes: int, seed: int, captions_per_
     lines = []
     for sc in progress.bar(make_scenes(scenes, seed + 10, test_fraction=0, objects=objects, allow_held_out=False),
                            desc="pretraining scenes", unit=" scenes"):
+        if one_colour:
+            for o in sc.objects:
+                o.colour = one_colour
         name = f"images/{sc.image_id}.jpg"
         render(sc.width, sc.height, sc.objects, int(rng.integers(225, 256))).save(root / name, quality=95)
-        lines += [f"{name}\t{web_caption(sc, rng)}\n" for _ in range(captions_per_scene)]
+        lines += [f"{name}\t{web_caption(sc, rng, colours=not one_colour)}\n" for _ in range(captions_per_scene)]
     path = root / "pairs.tsv"
     path.write_text("".join(lines), encoding="utf-8")
     return path
 
 
 def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid_fraction: float = 0.1, test_fraction: float = 0.2,
-                     pretrain_scenes: int = 0, pretrain_captions: int = 2, vqa_per_type: int = 1) -> DemoWorldFiles:
+                     pretrain_scenes: int = 0, pretrain_captions: int = 2, simple_scenes: int = 0, vqa_per_type: int = 1) -> DemoWorldFiles:
     """Write the raw files of the world under ``out/raw`` and the evaluation items under ``out/eval``.
 
     Args:
@@ -267,6 +283,7 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid
         valid_fraction, test_fraction: shares of the valid and test scenes.
         pretrain_scenes: scenes of the separate pretraining corpus (``raw/pretrain``; 0: none).
         pretrain_captions: captions per pretraining scene.
+        simple_scenes: single objects drawn in one colour, captioned without colour (``raw/pretrain_simple``; 0: none).
         vqa_per_type: VQA questions of each type per scene (see data_prep.demo_vqa).
     """
     root = Path(out)
@@ -397,12 +414,15 @@ def write_demo_world(out: str | Path, scenes: int = 600, seed: int = 0, *, valid
     vqa = write_demo_vqa(raw / "vqa", world, lambda sc: images / "VG_100K" / f"{sc.image_id}.jpg", seed=seed, per_type=vqa_per_type)
     vqa_counts = {f"vqa_{sp}_questions": len(json.loads(f["questions"].read_text())["questions"]) for sp, f in vqa.items()}
     pretrain = write_pretrain_corpus(raw / "pretrain", pretrain_scenes, seed, pretrain_captions) if pretrain_scenes else None
+    simple = (write_pretrain_corpus(raw / "pretrain_simple", simple_scenes, seed + 100, pretrain_captions, objects=(1, 1), one_colour="blue")
+              if simple_scenes else None)
     counts = {"scenes": len(world), **{f"{sp}_scenes": sum(s.split == sp for s in world) for sp in SPLITS},
               "objects": sum(len(s.objects) for s in world), "binding_items": len(bitems), "zero_shot_items": len(items),
-              "pretrain_scenes": pretrain_scenes, "pretrain_pairs": pretrain_scenes * pretrain_captions, **vqa_counts}
+              "pretrain_scenes": pretrain_scenes, "pretrain_pairs": pretrain_scenes * pretrain_captions,
+              "simple_scenes": simple_scenes, **vqa_counts}
     (root / "world.json").write_text(json.dumps({"seed": seed, "held_out": [list(x) for x in HELD_OUT], **counts}, indent=1))
     return DemoWorldFiles(root, vg_files, cn, {"nodes": vs / "nodes.v2.json", "tuples": vs / "tuples.v2.json", "glosses": vs / "nodes.glosses.json",
-                          "images": vs_img}, coco, images, ev, counts, world, pretrain, vqa)
+                          "images": vs_img}, coco, images, ev, counts, world, pretrain, simple, vqa)
 
 
 def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
@@ -412,7 +432,8 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     VisualSem gloss of the same text are one entity, so the sources form one graph.
 
     Returns the paths of ``store`` (everything), ``pairs_store`` (the world's captions only) and,
-    when the world has a pretraining corpus, ``pretrain_store`` (its pairs, all in train). Valid
+    when the world has them, ``pretrain_store`` and ``pretrain_simple_store`` (the pretraining
+    pairs, all in train, identical captions linked into one text entity). Valid
     and test scenes, with their captions, are all in the valid and test splits; ConceptNet and
     VisualSem are split by hash.
     """
@@ -446,7 +467,11 @@ def convert_demo_world(files: DemoWorldFiles, seed: int = 0) -> dict[str, Path]:
     merge_stores([*parts, *pairs], files.root / "store", link="text", overwrite=True)
     merge_stores(pairs, files.root / "pairs_store", overwrite=True)
     out = {"store": files.root / "store", "pairs_store": files.root / "pairs_store"}
-    if files.pretrain is not None:
-        tsv = files.pretrain
-        out["pretrain_store"] = write("pretrain", Pairs(tsv=str(tsv)), only["train"])
+    # Pretraining pairs: identical captions are one text entity (--link text), so that the CLIP
+    # loss counts "a circle" as a true caption of every image it describes, not as a negative.
+    for key, tsv in (("pretrain_store", files.pretrain), ("pretrain_simple_store", files.pretrain_simple)):
+        if tsv is not None:
+            part = write(key.removesuffix("_store"), Pairs(tsv=str(tsv)), only["train"])
+            merge_stores([part], files.root / key, link="text", overwrite=True)
+            out[key] = files.root / key
     return out

@@ -37,11 +37,16 @@ class PretrainConfig:
     Attributes:
         scenes: scenes of the pretraining corpus (apart from the knowledge world's).
         captions: captions per scene.
-        steps, batch_size, lr, warmup_steps, min_lr_ratio: its optimisation (one rate for both towers).
+        simple_scenes, simple_steps: the simple scenes it starts with (single objects in one colour,
+            captions without colour) and the steps on them before the corpus (0: no such start).
+        steps, batch_size, lr, warmup_steps, min_lr_ratio: its optimisation (one rate for both
+            towers; each part has its own warm-up and cosine).
     """
 
     scenes: int = 4000
     captions: int = 2
+    simple_scenes: int = 0
+    simple_steps: int = 0
     steps: int = 500
     batch_size: int = 64
     lr: float = 5e-4
@@ -87,19 +92,28 @@ class DemoConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
-def stage_configs(cfg: DemoConfig, stores: dict[str, Path], pretrained: Path) -> dict[str, RunConfig]:
-    """The three trainings: (1) CLIP on the pretraining corpus, (2) CLIP continued and (3) Knowledge-CLIP on the store."""
-    out = Path(cfg.out)
+def stage_configs(cfg: DemoConfig, stores: dict[str, Path], out: Path) -> dict[str, RunConfig]:
+    """The trainings, in order: (1) CLIP on the pretraining corpus (after the simple scenes when asked),
+    (2) CLIP continued and (3) Knowledge-CLIP on the store, both from (1). A stage's towers are
+    exported as ``<out>/<stage>.pt`` for the next ones."""
     base = replace(cfg.run, run_dir=str(out / "runs"), seed=cfg.seed)
     clip_loss = replace(base.loss, e2e=0.0, e2r=0.0, g2e=0.0, kd=0.0, clip=1.0)
     knowledge = replace(base.data, store=str(stores["store"]))
+    pretrained = out / "clip_pretrain.pt"
     p = cfg.pretrain
+
+    def pretraining(name: str, store: str, steps: int, start: Path | None) -> RunConfig:
+        return replace(base, name=name, loss=clip_loss, data=replace(base.data, store=store, fanouts=[], batch_size=p.batch_size),
+                       model=replace(base.model, pretrained=str(start) if start else None),
+                       optim=replace(base.optim, tower_lr=p.lr, new_lr=p.lr, warmup_steps=p.warmup_steps, min_lr_ratio=p.min_lr_ratio),
+                       train=replace(base.train, steps=steps))
+
+    stages = {}
+    if p.simple_steps:
+        stages["clip_simple"] = pretraining("clip_simple", str(stores["pretrain_simple_store"]), p.simple_steps, None)
+    stages["clip_pretrain"] = pretraining("clip_pretrain", str(stores["pretrain_store"]), p.steps, out / "clip_simple.pt" if p.simple_steps else None)
     return {
-        "clip_pretrain": replace(base, name="clip_pretrain", loss=clip_loss,
-                                 data=replace(base.data, store=str(stores["pretrain_store"]), fanouts=[], batch_size=p.batch_size),
-                                 model=replace(base.model, pretrained=None),
-                                 optim=replace(base.optim, tower_lr=p.lr, new_lr=p.lr, warmup_steps=p.warmup_steps, min_lr_ratio=p.min_lr_ratio),
-                                 train=replace(base.train, steps=p.steps)),
+        **stages,
         "clip_continued": replace(base, name="clip_continued", loss=clip_loss, data=knowledge,
                                   model=replace(base.model, pretrained=str(pretrained)), train=replace(base.train, steps=cfg.steps)),
         "knowledge_clip": replace(base, name="knowledge_clip", data=knowledge,
@@ -133,23 +147,25 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     clock = _Clock()
     say(f"[demo] 1/6 rendering the world ({cfg.scenes} scenes, {cfg.pretrain.scenes} pretraining scenes) and converting it through the real converters")
     files = write_demo_world(out / "world", scenes=cfg.scenes, seed=cfg.seed, valid_fraction=cfg.valid_fraction, test_fraction=cfg.test_fraction,
-                             pretrain_scenes=cfg.pretrain.scenes, pretrain_captions=cfg.pretrain.captions, vqa_per_type=cfg.vqa.per_type)
+                             pretrain_scenes=cfg.pretrain.scenes, pretrain_captions=cfg.pretrain.captions,
+                             simple_scenes=cfg.pretrain.simple_scenes if cfg.pretrain.simple_steps else 0, vqa_per_type=cfg.vqa.per_type)
     stores = convert_demo_world(files, seed=cfg.seed)
     clock.lap("world")
     store = KnowledgeStore(stores["store"])
-    pretrained = out / "clip_pretrain.pt"
-    stages = stage_configs(cfg, stores, pretrained)
+    trainings = stage_configs(cfg, stores, out)
     teacher: dict[str, float] = {}
-    for i, (name, stage) in enumerate(stages.items(), start=2):
-        say(f"[demo] {i}/6 training {name} ({stage.train.steps} steps)")
+    for name, stage in trainings.items():
+        say(f"[demo] {2 + list(LABELS).index(name) if name in LABELS else 2}/6 training {name} ({stage.train.steps} steps)")
         res = train_loop(stage, force=True, quiet=quiet)  # a demo run again moves its earlier runs aside
         clock.lap(name)
         say(f"        {res.steps} steps, {res.examples_per_second:.0f} triplets/s, data wait {100 * res.data_wait_share:.1f}%")
-        if name == "clip_pretrain":
+        if name in ("clip_simple", "clip_pretrain"):  # the starting towers of the next stages
             model, _, _ = load_trained(res.last_checkpoint)
-            export_open_clip(model, pretrained)
+            export_open_clip(model, out / f"{name}.pt")
+        if name == "clip_pretrain":
             teacher = teacher_check(scorer_for(str(res.run_dir), store), store, files.eval_dir)
             say("        teacher: " + ", ".join(f"{k} {v:.3f}" for k, v in teacher.items()))
+    stages = {k: v for k, v in trainings.items() if k in LABELS}  # the three compared models
     say(f"[demo] 5/6 fine-tuning each model on the demo VQA ({cfg.vqa.steps} steps, {cfg.vqa.eval_split} questions scored)")
     vqa = {name: finetune_vqa(Path(stage.run_dir) / stage.name, out / "vqa" / name, files.vqa, cfg, quiet) for name, stage in stages.items()}
     clock.lap("vqa")
@@ -163,7 +179,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     clock.lap("evaluation")
     (out / "metrics.json").write_text(json.dumps({"metrics": rows, "teacher": teacher, "detail": details, "config": to_dict(cfg)},
                                                  indent=1, default=float))
-    report = write_report(out, rows, {LABELS[k]: Path(s.run_dir) / s.name / "metrics.csv" for k, s in stages.items()},
+    report = write_report(out, rows, {k: Path(s.run_dir) / s.name / "metrics.csv" for k, s in trainings.items()},
                           world=files.counts, config=cfg, timings=clock.laps, teacher=teacher, sizes=item_counts(files, cfg.vqa.eval_split))
     say(f"[demo] report: {report}")
     return report

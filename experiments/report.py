@@ -148,7 +148,9 @@ def write_report(out: Path, rows: dict[str, dict[str, float]], curves: dict[str,
         f"{world.get('test_scenes')} test), {world.get('binding_items')} binding items, {world.get('zero_shot_items')} zero-shot images; "
         f"read through the Visual Genome, ConceptNet, VisualSem and COCO converters. (1) is pretrained on "
         f"{world.get('pretrain_pairs')} pairs of {world.get('pretrain_scenes')} other scenes (a CC3M-style file). "
-        f"Steps: (1) {config.pretrain.steps} (batch {config.pretrain.batch_size}), (2) and (3) {config.steps} each.",
+        + (f"It starts with {config.pretrain.simple_steps} steps on {world.get('simple_scenes')} simple scenes (one object, one colour, "
+           "captions without colour). " if config.pretrain.simple_steps else "")
+        + f"Steps: (1) {config.pretrain.simple_steps + config.pretrain.steps} (batch {config.pretrain.batch_size}), (2) and (3) {config.steps} each.",
         "",
         f"Time: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU (user + system) in all; "
         + ", ".join(f"{k} {v['wall_s']:.0f} s ({v['cpu_s']:.0f} s CPU)" for k, v in timings.items()) + ".",

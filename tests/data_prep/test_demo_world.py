@@ -96,7 +96,12 @@ def test_square_scenes_and_the_pretraining_corpus(tmp_path):
         assert not any(h in caption for h in held)
     stores = convert_demo_world(files)
     p = open_valid(stores["pretrain_store"])
-    assert set(p.triplets["split"]) == {"train"} and len(p.triplets) == 160
+    assert set(p.triplets["split"]) == {"train"}
+    # identical captions are one text entity; each distinct (image, caption) pair gives two triplets
+    pairs = {tuple(line.split("\t")) for line in lines}
+    texts = p.entities.loc[p.entities["modality"] == "text", "text"]
+    assert sorted(texts) == sorted({c for _, c in pairs})
+    assert len(p.triplets) == 2 * len(pairs)
     # the pretraining images are not the world's scenes
     world_files = {f.read_bytes() for f in (files.images / "VG_100K").iterdir()}
     assert not any((files.pretrain.parent / line.split("\t")[0]).read_bytes() in world_files for line in lines[:10])

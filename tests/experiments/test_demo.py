@@ -9,7 +9,7 @@ from experiments.cli import main
 @pytest.mark.slow
 def test_shrunken_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["--quiet", "demo", f"out={out}", "scenes=40", "pretrain.scenes=30", "pretrain.steps=6", "pretrain.batch_size=16", "vqa.steps=3", "vqa.batch_size=8", "vqa.per_type=1", "steps=4", "eval_max_queries=60",
+    code = main(["--quiet", "demo", f"out={out}", "scenes=40", "pretrain.scenes=30", "pretrain.steps=6", "pretrain.batch_size=16", "pretrain.simple_scenes=12", "pretrain.simple_steps=2", "vqa.steps=3", "vqa.batch_size=8", "vqa.per_type=1", "steps=4", "eval_max_queries=60",
                  "run.data.batch_size=16", "run.train.log_every=2"])
     assert code == 0
     report = (out / "report.md").read_text()
@@ -43,6 +43,6 @@ def test_shrunken_demo_end_to_end(tmp_path, capsys):
     assert main(["export", str(out / "runs" / "knowledge_clip"), "--out", str(tmp_path / "towers.pt")]) == 0
     import open_clip
 
-    import kgclip.model  # noqa: F401  (registers kgclip-tiny)
+    import kgclip.model  # noqa: F401  (registers kgclip-demo)
 
-    open_clip.create_model_and_transforms("kgclip-tiny", pretrained=str(tmp_path / "towers.pt"))
+    open_clip.create_model_and_transforms("kgclip-demo", pretrained=str(tmp_path / "towers.pt"))
