@@ -33,6 +33,7 @@ from kgclip.sampling import EntityContent, EntityInputs, TripletLoader
 from kgclip.sampling.image_cache import human_bytes, plan_image_cache, write_image_cache
 from kgclip.sampling.images import split_transform
 from kgclip.store import KnowledgeStore, StoreWriter
+from kgclip.typing import IMAGE
 
 W, H = 500, 375
 
@@ -140,7 +141,7 @@ def main() -> None:
     for i, b in enumerate(loader):
         if i == a.batches:
             break
-        batches.append(b.entities[b.modality == 0])
+        batches.append(b.entities[b.modality == IMAGE])
     n_img = sum(int(b.numel()) for b in batches)
     print(f"content_bench: {a.images} JPEGs of {W}x{H} (mean {jpeg_kib:.0f} KiB), {a.regions} regions each; {a.batches} batches of "
           f"{a.batch} triplets with fan-out [{a.fanout}]: {n_img} image entities to load; {a.model} preprocessing "

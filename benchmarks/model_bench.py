@@ -35,6 +35,7 @@ from kgclip.model import KnowledgeCLIP, ModelConfig, parameter_groups
 from kgclip.model.clip import create_clip
 from kgclip.sampling.content import EntityInputs
 from kgclip.sampling.triplets import TripletBatch
+from kgclip.typing import IMAGE, TEXT
 
 DEMO = ModelConfig(fusion_width=128, fusion_layers=2, fusion_heads=4, drop_path=0.1, max_text_tokens=16)
 VITB32 = ModelConfig(clip_model="ViT-B-32", fusion_width=1024, fusion_layers=4, fusion_heads=16, drop_path=0.1, max_text_tokens=32)
@@ -89,7 +90,7 @@ def make_batch(model, n_triplets=64, n_img=24, n_txt=40, fanout=4, image_size=64
     src = torch.randint(0, n, (dst.numel(),), generator=g)
     return TripletBatch(
         triplet=torch.arange(n_triplets), head=head, relation=torch.randint(0, 8, (n_triplets,), generator=g), tail=tail,
-        entities=torch.arange(n), modality=torch.cat([torch.zeros(n_img), torch.ones(n_txt)]).long(), head_index=head, tail_index=tail,
+        entities=torch.arange(n), modality=torch.cat([torch.full((n_img,), IMAGE), torch.full((n_txt,), TEXT)]), head_index=head, tail_index=tail,
         g2e_edge_index=torch.stack([src, dst]), g2e_relation=torch.randint(0, 8, (dst.numel(),), generator=g),
         g2e_hop=torch.ones(dst.numel(), dtype=torch.long), inputs=inputs,
     )
@@ -183,13 +184,13 @@ def unique_vs_naive(model, batch, txts, steps: int, clock) -> None:
 
     ent = batch.inputs
     b = len(batch)
-    n_img_naive = int((batch.modality[batch.head_index] == 0).sum() + (batch.modality[batch.tail_index] == 0).sum())
+    n_img_naive = int((batch.modality[batch.head_index] == IMAGE).sum() + (batch.modality[batch.tail_index] == IMAGE).sum())
     n_txt_naive = 2 * b - n_img_naive
     naive_imgs = torch.rand(n_img_naive, *ent.images.shape[1:])
     naive_txts = txts[:1].repeat(n_txt_naive, 1)
 
     def enc_unique():
-        model.encode_entities(ent, batch.modality)
+        model.encode_entities(ent, len(batch.entities))
 
     def enc_naive():
         encode_image_tokens(model.clip, naive_imgs)

@@ -147,7 +147,7 @@ def _pairs(batch: TripletBatch, pair_relation_ids: Tensor) -> tuple[Tensor, Tens
     """(image position, text position) of the batch's image-caption pair triplets, each pair once."""
     is_pair = torch.isin(batch.relation, pair_relation_ids.to(batch.relation.device))
     h, t = batch.head_index[is_pair], batch.tail_index[is_pair]
-    img_first = batch.modality[h] == 0
+    img_first = batch.modality[h] == IMAGE
     img = torch.where(img_first, h, t)
     txt = torch.where(img_first, t, h)
     ok = batch.modality[img] != batch.modality[txt]

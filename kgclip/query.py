@@ -104,13 +104,13 @@ class QueryEngine:
             except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
                 raise KgclipError(f"{p}: not a readable image ({one_line(exc)})") from None
             inputs = EntityInputs(img, torch.tensor([0]), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
-            return self.model.encode_entities(inputs.to(self.scorer.device), torch.tensor([0]))
+            return self.model.encode_entities(inputs.to(self.scorer.device), 1)
         try:
             return self.scorer.encode(torch.tensor([resolve_entity(self.store, thing)]))
         except UnknownEntityError:
             tokens = self.tokenizer([thing])
             inputs = EntityInputs(torch.empty(0), torch.empty(0, dtype=torch.long), tokens, torch.tensor([0]))
-            return self.model.encode_entities(inputs.to(self.scorer.device), torch.tensor([1]))
+            return self.model.encode_entities(inputs.to(self.scorer.device), 1)
 
     @property
     def tokenizer(self):

@@ -18,6 +18,7 @@ from kgclip.evaluation.ranking import filtered_ranks, rank_metrics
 from kgclip.evaluation.scorers import Scorer
 from kgclip.progress import bar
 from kgclip.store.reader import KnowledgeStore
+from kgclip.typing import IMAGE, MODALITIES, MODALITY_CODE, TEXT
 
 
 def concept_groups(entities: pd.DataFrame) -> np.ndarray:
@@ -69,10 +70,10 @@ def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", 
     group = concept_groups(store.entities)
     known = pd.DataFrame({"hg": group[t["head_id"].to_numpy()], "relation_id": t["relation_id"].to_numpy(), "tg": group[t["tail_id"].to_numpy()]})
     test_g = test.assign(hg=group[test["head_id"].to_numpy()], tg=group[test["tail_id"].to_numpy()])
-    modality = (store.entities["modality"].to_numpy(dtype=object) == "text").astype(np.int64)
+    modality = np.where(store.entities["modality"].to_numpy(dtype=object) == MODALITIES[TEXT], TEXT, IMAGE).astype(np.int64)
     n = len(modality)
     ranks = {"tail": np.full(len(test), np.nan), "head": np.full(len(test), np.nan)}
-    for code in (0, 1):
+    for code in MODALITY_CODE.values():
         cand_ids = np.flatnonzero(modality == code)
         if cand_ids.size == 0:
             continue
@@ -113,7 +114,7 @@ def link_prediction(scorer: Scorer, store: KnowledgeStore, split: str = "test", 
     result = {"overall": rank_metrics(torch.from_numpy(both)), "tail": rank_metrics(torch.from_numpy(ranks["tail"])),
               "head": rank_metrics(torch.from_numpy(ranks["head"]))}
     rel_text = store.relations["text"].to_numpy(dtype=object)
-    names = np.array(["image", "text"], dtype=object)
+    names = np.array(MODALITIES, dtype=object)
     pair = names[modality[test["head_id"].to_numpy()]] + "-" + names[modality[test["tail_id"].to_numpy()]]
     rel = rel_text[test["relation_id"].to_numpy()]
     result["per_relation"] = {str(k): rank_metrics(torch.from_numpy(np.concatenate([ranks["tail"][rel == k], ranks["head"][rel == k]]))) for k in np.unique(rel)}

@@ -134,9 +134,6 @@ class _StoreScorer:
                                   torch.cat([inputs.image_pos, bad.nonzero().flatten()]), inputs.texts, inputs.text_pos)
         return inputs.to(self.device)
 
-    def modality(self, ids: Tensor) -> Tensor:
-        return torch.as_tensor(self.content.modality[ids.numpy()], device=self.device)
-
     def embed(self, ids: Tensor) -> Tensor:
         """Normalised tower embeddings of store entities, computed once per entity: [n, d]."""
         return self._embed(ids)
@@ -212,7 +209,7 @@ class KnowledgeClipScorer(_StoreScorer):
     @torch.no_grad()
     def encode(self, ids: Tensor) -> EncodedEntities:
         """Tokens at fusion width of store entities (not cached: one chunk's worth at a time)."""
-        return self.model.encode_entities(self.inputs(ids), self.modality(ids))
+        return self.model.encode_entities(self.inputs(ids), len(ids))
 
     def candidates(self, ids: Tensor) -> Tensor:
         """Y(-,-,t), normalised, computed once per entity."""
@@ -259,7 +256,7 @@ class KnowledgeClipScorer(_StoreScorer):
         """cos(Y(image, relation, -), Y(-, -, text)) for aligned rows: [n]."""
         n = images.shape[0]
         inputs = EntityInputs(images.to(self.device), torch.arange(n), tokens.to(self.device), torch.arange(n, 2 * n))
-        enc = self.model.encode_entities(inputs.to(self.device), torch.cat([torch.zeros(n), torch.ones(n)]).long())
+        enc = self.model.encode_entities(inputs.to(self.device), 2 * n)
         img = EncodedEntities(enc.tokens[:n], enc.valid[:n], enc.embedding[:n], torch.empty(0), torch.empty(0))
         txt = EncodedEntities(enc.tokens[n:], enc.valid[n:], enc.embedding[n:], torch.empty(0), torch.empty(0))
         q, _ = self.model.fuse(img, self.rel[torch.full((n,), relation, device=self.device)], None)

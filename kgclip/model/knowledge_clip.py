@@ -13,6 +13,7 @@ from kgclip.errors import ConfigError
 from kgclip.model.clip import ClipBundle, create_clip, embed_dim, encode_image_tokens, encode_text_tokens, image_widths, text_width
 from kgclip.model.fusion import FusionEncoder
 from kgclip.model.heads import G2EGraphNetwork, RelationClassifier
+from kgclip.sampling.content import EntityInputs
 from kgclip.sampling.triplets import TripletBatch
 
 
@@ -146,9 +147,15 @@ class KnowledgeCLIP(nn.Module):
         return {"model": asdict(self.config), "num_relations": self.num_relations}
 
     # -- encoders -----------------------------------------------------------------------------
-    def encode_entities(self, inputs, modality: Tensor) -> EncodedEntities:
-        """Encode each entity once: tokens at fusion width (padded to the entity length) and CLIP embeddings."""
-        n = modality.shape[0]
+    def encode_entities(self, inputs: EntityInputs, count: int) -> EncodedEntities:
+        """Encode each entity once: tokens at fusion width (padded to the entity length) and CLIP embeddings.
+
+        Args:
+            inputs: images and token ids of the entities, each with its row (``image_pos`` / ``text_pos``).
+            count: how many rows come back; a row that ``inputs`` does not name stays empty (zero
+                tokens, none valid, a zero embedding).
+        """
+        n = count
         dev = self.image_proj.weight.device
         L, W, D = self.entity_tokens, self.config.fusion_width, embed_dim(self.clip)
         tokens = torch.zeros(n, L, W, device=dev)
@@ -196,7 +203,7 @@ class KnowledgeCLIP(nn.Module):
         """Encode the batch. With ``fusion=False`` (only tower losses are on: CLIP, KD) the fusion
         encoder and the heads are skipped and their outputs are empty."""
         with record_function("kgclip.encoders"):
-            ent = self.encode_entities(batch.inputs, batch.modality)
+            ent = self.encode_entities(batch.inputs, len(batch.entities))
         scales = {"e2e_scale": self.e2e_logit_scale.exp().clamp(max=100), "g2e_scale": self.g2e_logit_scale.exp().clamp(max=100),
                   "clip_scale": self.clip.logit_scale.exp().clamp(max=100)}
         if not fusion:

@@ -328,7 +328,7 @@ def test_negative_views_are_the_fusion_of_the_corrupted_triplet(model, relation_
     b = hand_batch(model)
     b.neg_head, b.neg_relation, b.neg_tail = torch.tensor([[1], [0], [3], [2]]), torch.tensor([[0], [2], [2], [1]]), torch.tensor([[0], [4], [1], [4]])
     out = model(b, relation_tokens)
-    ent = model.encode_entities(b.inputs, b.modality)
+    ent = model.encode_entities(b.inputs, len(b.entities))
     rel = model.encode_relations(relation_tokens)
     h = b.neg_head.flatten()
     head = EncodedEntities(ent.tokens[h], ent.valid[h], ent.embedding[h], h[:0], h[:0])

@@ -9,7 +9,7 @@ from tests.model_fixtures import hand_batch
 
 def test_entity_tokens_shapes_and_masks(model):
     b = hand_batch(model)
-    ent = model.encode_entities(b.inputs, b.modality)
+    ent = model.encode_entities(b.inputs, len(b.entities))
     L = model.entity_tokens
     assert L == max(17, 8)  # 64 px / 16 px patches + class token; texts cut to 8
     assert ent.tokens.shape == (5, L, 32) and ent.embedding.shape == (5, 128)
@@ -17,6 +17,21 @@ def test_entity_tokens_shapes_and_masks(model):
     # "a red circle" = <sot> a red circle <eot> -> 5 real tokens, the rest padding
     assert ent.valid[2].tolist() == [True] * 5 + [False] * (L - 5)
     assert (ent.tokens[2, 8:] == 0).all()  # padded past the text length
+
+
+def test_encode_entities_rows_are_the_count_and_unnamed_rows_stay_empty(model):
+    """``count`` rows come back, each entity in the row its position names; a row no input names is empty."""
+    b = hand_batch(model)
+    texts = b.inputs.texts[:2]
+    inputs = EntityInputs(b.inputs.images[:1], torch.tensor([3]), texts, torch.tensor([0, 2]))
+    with torch.no_grad():
+        ent = model.encode_entities(inputs, 4)
+        alone = model.encode_entities(EntityInputs(torch.empty(0), torch.empty(0, dtype=torch.long), texts, torch.tensor([0, 1])), 2)
+        img = model.encode_entities(EntityInputs(b.inputs.images[:1], torch.tensor([0]), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)), 1)
+    assert ent.tokens.shape[0] == ent.valid.shape[0] == ent.embedding.shape[0] == 4
+    assert not ent.valid[1].any() and (ent.tokens[1] == 0).all() and (ent.embedding[1] == 0).all()
+    assert torch.allclose(ent.tokens[[0, 2]], alone.tokens, atol=1e-6) and torch.equal(ent.valid[[0, 2]], alone.valid)
+    assert torch.allclose(ent.embedding[3], img.embedding[0], atol=1e-6) and ent.valid[3].all()
 
 
 def test_image_tokens_match_open_clip(model):
@@ -48,7 +63,7 @@ def _view(model, ent, rel, head, relation, tail, use):
 def test_masked_element_contributes_nothing(model, relation_tokens):
     model.eval()
     b = hand_batch(model)
-    ent = model.encode_entities(b.inputs, b.modality)
+    ent = model.encode_entities(b.inputs, len(b.entities))
     rel = model.encode_relations(relation_tokens)
     h, r = torch.tensor([0, 3]), torch.tensor([0, 2])
     y1, _ = _view(model, ent, rel, h, r, torch.tensor([1, 2]), (True, True, False))
@@ -70,7 +85,7 @@ def test_head_and_tail_roles_differ(model):
     seen = []
     hook = model.fusion.blocks[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
     b = hand_batch(model)
-    ent = model.encode_entities(b.inputs, b.modality)
+    ent = model.encode_entities(b.inputs, len(b.entities))
     e = type(ent)(ent.tokens[[2]], ent.valid[[2]], ent.embedding[[2]], torch.empty(0), torch.empty(0))
     model.fuse(e, None, None)
     model.fuse(None, None, e)
@@ -144,7 +159,7 @@ def test_long_text_keeps_its_end_of_text_token(model):
     # the last kept token of the fused entity is the EOT token's (projected to fusion width)
     inputs = EntityInputs(torch.empty(0), torch.empty(0, dtype=torch.long), text, torch.tensor([0, 1]))
     with torch.no_grad():
-        ent = model.encode_entities(inputs, torch.tensor([1, 1]))
+        ent = model.encode_entities(inputs, 2)
         assert torch.allclose(ent.tokens[0, n - 1], model.text_proj(full[0, int(eot[0])]), atol=1e-6)
     assert ent.valid[0, :n].all() and not ent.valid[0, n:].any()
 
