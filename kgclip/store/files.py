@@ -61,12 +61,15 @@ def listing_problems(folder: Path, table: dict[str, Any]) -> list[str]:
 def change_problems(folder: Path, table: dict[str, Any], hashes: bool = False) -> list[str]:
     """Listed files whose size (and, with ``hashes``, SHA-256) differs from the table."""
     problems = []
-    for n in sorted(set(table) & set(data_files(folder))):
-        size = os.stat(folder / n).st_size
-        if size != table[n]["bytes"]:
-            problems.append(f"{n}: {size} bytes, {MANIFEST} records {table[n]['bytes']} (changed after writing)")
-        elif hashes and sha256_file(folder / n) != table[n]["sha256"]:
-            problems.append(f"{n}: content differs from the SHA-256 in {MANIFEST} (changed after writing)")
+    names = sorted(set(table) & set(data_files(folder)))
+    sizes = {n: os.stat(folder / n).st_size for n in names}
+    with bar(total=sum(sizes.values()), unit="B", unit_scale=True, desc="checking store hashes", leave=False, disable=not hashes) as b:
+        for n in names:
+            if sizes[n] != table[n]["bytes"]:
+                problems.append(f"{n}: {sizes[n]} bytes, {MANIFEST} records {table[n]['bytes']} (changed after writing)")
+            elif hashes and sha256_file(folder / n) != table[n]["sha256"]:
+                problems.append(f"{n}: content differs from the SHA-256 in {MANIFEST} (changed after writing)")
+            b.update(sizes[n])
     return problems
 
 

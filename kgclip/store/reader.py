@@ -305,7 +305,9 @@ class KnowledgeStore:
         It covers the manifest's bytes (which hold every data file's size and SHA-256 as written,
         and the counts) and the name and current size of every data file present. A file changed
         in place to the very same size is not seen here: :meth:`file_problems` with ``hashes=True``
-        (run by ``kgclip info``) finds it. Stores written before the manifest held the file table
+        (run by ``kgclip info`` and when training resumes) finds it. Modification times are left out
+        on purpose: a copied store (``cp``, ``git``, another machine) would count as changed, and its
+        checkpoints and image cache with it. Stores written before the manifest held the file table
         are covered by their manifest and their files' current sizes.
         """
         h = hashlib.sha256((self.path / MANIFEST).read_bytes())

@@ -135,10 +135,22 @@ class KnowledgeTask:
                 "store_fingerprint": self.fingerprint, "store_path": str(s.path.resolve())}
 
     def check_resume(self, ckpt: dict[str, Any], force: bool) -> None:
-        """Refuse a checkpoint of a changed store (unless ``force``), another model config or relation count."""
-        if ckpt.get("store_fingerprint") != self.fingerprint and not force:
-            raise TrainingError(f"the store {self.store.path} changed since this checkpoint was written "
-                                f"(fingerprint {ckpt.get('store_fingerprint')} vs {self.fingerprint}); pass --force to resume anyway")
+        """Refuse a checkpoint of a changed store (unless ``force``), another model config or relation count.
+
+        The store is changed when its fingerprint differs from the checkpoint's (a rewritten manifest,
+        a file added, removed or resized) or when a data file's content no longer matches the SHA-256
+        the manifest recorded at writing (an edit in place to the same size): every data file is
+        read once here, on resume only.
+        """
+        if not force:
+            if ckpt.get("store_fingerprint") != self.fingerprint:
+                raise TrainingError(f"the store {self.store.path} changed since this checkpoint was written "
+                                    f"(fingerprint {ckpt.get('store_fingerprint')} vs {self.fingerprint}); pass --force to resume anyway")
+            changed = self.store.file_problems(hashes=True)
+            if changed:
+                more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+                raise TrainingError(f"the store {self.store.path} changed since it was written: {changed[0]}{more}; "
+                                    f"pass --force to resume anyway")
         saved = ckpt["config"].get("model", {})
         now = to_dict(self.config)["model"]
         diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k != "pretrained"}

@@ -140,6 +140,43 @@ def test_11_resume_with_nothing_to_resume_makes_no_run_folder(setup, capsys):
     assert not (root / "runs").exists()
 
 
+# -- 4. resume refuses a store edited in place (same size) ---------------------------------------------------
+
+def _plain_parquet(table, path):
+    """Write ``table`` uncompressed, without dictionaries or statistics: the file's size then depends only
+    on the row count and the strings, not on the integer values."""
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
+
+
+def test_4_a_triplet_shard_edited_in_place_to_the_same_size_is_refused_at_resume(setup, capsys):
+    import pyarrow as pa
+
+    from kgclip.store import KnowledgeStore
+    from kgclip.store.files import file_table
+
+    root, cfg = setup
+    store = root / "store"
+    (shard,) = sorted((store / "triplets").glob("*.parquet"))[:1]
+    table = pq.read_table(shard)
+    _plain_parquet(table, shard)  # the store as written: its manifest records this file's size and SHA-256
+    m = json.loads((store / "manifest.json").read_text())
+    m["files"] = file_table(store)
+    (store / "manifest.json").write_text(json.dumps(m))
+    _train(capsys, cfg)
+    fingerprint, size, data = KnowledgeStore(store).fingerprint(), shard.stat().st_size, shard.read_bytes()
+    tails = table.column("tail_id").to_pylist()
+    tails[0] = next(t for t in tails if t != tails[0])  # another entity that exists: the store stays valid
+    _plain_parquet(table.set_column(table.schema.get_field_index("tail_id"), "tail_id", pa.array(tails, pa.int64())), shard)
+    assert shard.stat().st_size == size and shard.read_bytes() != data
+    assert KnowledgeStore(store).fingerprint() == fingerprint  # sizes and the manifest alone do not see it
+    name = shard.relative_to(store).as_posix()
+    refused(capsys, root, "train", cfg, "train.resume=latest", "train.steps=6",
+            match=f"the store {store} changed since it was written: {name}: content differs from the SHA-256 in manifest.json")
+    rc, err, _ = run_cli(capsys, "train", cfg, "train.resume=latest", "train.steps=6", "--force")  # forced: it resumes
+    assert rc == 0, err
+    assert _steps(root / "runs" / "t") == [1, 2, 3, 4, 5, 6]
+
+
 # -- 6. leftovers of a save killed mid-write ----------------------------------------------------------------
 
 def test_6_temporaries_of_dead_saves_are_cleaned_and_live_ones_kept(setup, capsys):
