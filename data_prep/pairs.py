@@ -15,9 +15,8 @@ from data_prep.common import IMAGE_ESCAPES, Conversion, ImageRoot, as_int, clean
 from kgclip import progress
 from kgclip.errors import SourceError
 from kgclip.store import StoreWriter
+from kgclip.vocabulary import CAPTION_OF, IMAGE_OF
 
-IMAGE_OF = ("image of", "image of")
-CAPTION_OF = ("caption of", "caption of")
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "valid", "test": "test"}
 """The Karpathy split names -> store splits (``restval`` is training data, as in every paper since)."""
 
@@ -70,7 +69,7 @@ class Pairs(Converter):
 
     def convert(self, writer: StoreWriter, conv: Conversion) -> None:
         """A *record* is one caption (an annotation, a sentence, a line)."""
-        rels = (writer.add_relation(*IMAGE_OF), writer.add_relation(*CAPTION_OF))
+        rels = (writer.add_relation(IMAGE_OF, IMAGE_OF), writer.add_relation(CAPTION_OF, CAPTION_OF))  # key and text: the names training looks up
         if self.coco:
             self._coco(writer, conv, rels)
         elif self.karpathy:
