@@ -1,7 +1,9 @@
 """The ``kgclip`` console command.
 
-Each verb lives in its own module with ``add_parser(subparsers)``; this file only assembles them
-and turns user errors (:class:`kgclip.errors.KgclipError`) into one line and exit code 2.
+Each verb lives in its own module with ``add_parser(subparsers)``; this file only assembles them,
+refuses an ``--out`` inside a knowledge store (for every verb: a store folder holds only its own
+files, and replacing the store would take them along) and turns user errors
+(:class:`kgclip.errors.KgclipError`) into one line and exit code 2.
 """
 
 import argparse
@@ -10,6 +12,7 @@ import importlib.util
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from kgclip import __version__
 from kgclip.errors import KgclipError
@@ -38,8 +41,6 @@ def shadowing_packages() -> list[str]:
     top-level packages beside ``kgclip``; a user's own ``data_prep`` earlier on the path would
     otherwise be imported silently. All three must come from the same checkout.
     """
-    from pathlib import Path
-
     import kgclip
 
     home = Path(kgclip.__file__).resolve().parent.parent
@@ -50,6 +51,26 @@ def shadowing_packages() -> list[str]:
         if origin != home:
             out.append(f"{name} from {spec.origin if spec else 'nowhere'}")
     return out
+
+
+def enclosing_store(path: str) -> Path | None:
+    """The kgclip store folder that holds ``path`` (a folder above it, links resolved), or None.
+
+    ``path`` itself does not count: ``prepare --overwrite`` may name a store to replace.
+    """
+    from kgclip.store.placement import is_store
+
+    return next((p for p in Path(path).resolve().parents if is_store(p)), None)
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` inside a knowledge store (a StoreError naming both)."""
+    from kgclip.errors import StoreError
+
+    out = getattr(args, "out", None)
+    store = enclosing_store(out) if isinstance(out, str) and out else None
+    if store is not None:
+        raise StoreError(f"{out}: inside the kgclip store {store}; a store folder holds only its own files, write elsewhere")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         progress.set_enabled(False)
     try:
+        check_out(args)
         return int(args.func(args) or 0)
     except KgclipError as exc:
         print(f"kgclip {args.verb}: error: {exc}", file=sys.stderr)

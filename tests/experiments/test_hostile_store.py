@@ -111,6 +111,24 @@ def test_1_overwrite_replaces_a_store_and_nothing_else(tmp_path, triples, capsys
     assert snapshot(tmp_path, skip=[tmp_path / "s"]) == before
 
 
+@pytest.mark.parametrize("argv", [
+    ["prepare", "triples", "{triples}", "--out", "{out}"],
+    ["prepare", "triples", "{triples}", "--out", "{out}", "--overwrite"],
+    ["prepare", "merge", "{store}", "--out", "{out}"],
+    ["prepare", "demo", "--out", "{out}", "--scenes", "4"],
+    ["finetune", "glue", "--init", "kgclip-tiny", "--out", "{out}", "--task", "rte", "--train", "{triples}", "--eval", "{triples}"],
+    ["export", "{triples}", "--out", "{out}"],
+    ["eval", "{triples}", "--store", "{store}", "--out", "{out}"],
+])
+@pytest.mark.parametrize("where", ["sub", "triplets/deeper", "link/sub"])
+def test_1_nothing_is_written_inside_a_store(tmp_path, triples, capsys, argv, where):
+    write_toy_store(tmp_path / "s", image_root=tmp_path / "images")
+    (tmp_path / "link").symlink_to(tmp_path / "s")  # a link to the store is the store
+    out = tmp_path / where if where.startswith("link") else tmp_path / "s" / where
+    args = [a.format(triples=triples, store=tmp_path / "s", out=out) for a in argv]
+    refused(capsys, tmp_path, *args, match=f"{out}: inside the kgclip store {tmp_path / 's'}; a store folder holds only its own files")
+
+
 # -- 6. leftovers of killed writers; the overwrite swap -------------------------------------------------
 
 def test_6_a_killed_prepare_leaves_a_temporary_that_the_next_prepare_removes(tmp_path, triples, capsys, monkeypatch):
