@@ -29,7 +29,7 @@ def test_vqa_writes_official_results_that_kgclip_score_agrees_with(tmp_path, cap
     assert f"fine-tuned vqa for 3 steps into {run}" in capsys.readouterr().out
     _finished(run)
     metrics, preds = _records(run)
-    assert set(metrics) == {"vqa_overall", "vqa_other", "vqa_yes/no"}
+    assert set(metrics) == {"vqa_overall", "vqa_other", "vqa_yes/no", "vqa_unanswered"} and metrics["vqa_unanswered"] == 0
     assert [sorted(p) for p in preds] == [["answer", "question_id"]] * 6
     assert all(isinstance(p["question_id"], int) and isinstance(p["answer"], str) for p in preds)
     assert sorted(p["question_id"] for p in preds) == [50, 51, 60, 61, 70, 71]

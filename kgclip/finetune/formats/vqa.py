@@ -40,15 +40,35 @@ class VqaExample:
     annotation: Annotation
 
 
-def read_vqa(questions: str | Path, annotations: str | Path, images: str | Path, skips: Skips,
-             image_index: dict[int, Path] | None = None) -> list[VqaExample]:
-    """The usable questions of a VQA v2 split (question + annotation + existing image).
+@dataclass
+class VqaSplit:
+    """A VQA v2 split as read for fine-tuning.
+
+    Attributes:
+        examples: the usable questions (question + annotation + an image found), in file order.
+        question_ids: every question with both a question and an annotation record, in the
+            questions file's order: what ``kgclip score vqa`` scores (a question without an image
+            among them has no prediction and scores 0).
+        annotations: the annotation of each of ``question_ids``.
+    """
+
+    examples: list[VqaExample]
+    question_ids: list[int]
+    annotations: dict[int, Annotation]
+
+
+def read_vqa_split(questions: str | Path, annotations: str | Path, images: str | Path, skips: Skips,
+                   image_index: dict[int, Path] | None = None) -> VqaSplit:
+    """A VQA v2 split: its usable questions and every question the official scoring counts.
 
     Args:
         questions, annotations: the split's two JSON files.
         images: the folder holding its COCO images (searched recursively).
-        skips: where unusable records are counted.
+        skips: where unusable records are counted (a question without an image among them).
         image_index: a ready :func:`~kgclip.finetune.images.coco_index` (else built from ``images``).
+
+    Raises:
+        KgclipError: no question is usable.
     """
     qs = read_questions(questions, skips)
     anns = read_annotations(annotations, skips)
@@ -65,7 +85,13 @@ def read_vqa(questions: str | Path, annotations: str | Path, images: str | Path,
     if not out:
         raise KgclipError(f"{questions}: no usable question (each needs an annotation in {annotations} and an image under {images}); "
                           f"{skips.summary() or 'the file has no questions'}")
-    return out
+    return VqaSplit(out, ids, {qid: anns[qid] for qid in ids})
+
+
+def read_vqa(questions: str | Path, annotations: str | Path, images: str | Path, skips: Skips,
+             image_index: dict[int, Path] | None = None) -> list[VqaExample]:
+    """The usable questions of a VQA v2 split (question + annotation + existing image); see :func:`read_vqa_split`."""
+    return read_vqa_split(questions, annotations, images, skips, image_index).examples
 
 
 def answer_vocabulary(examples: list[VqaExample], size: int) -> list[str]:

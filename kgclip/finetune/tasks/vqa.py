@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from kgclip.evaluation.vqa import score
 from kgclip.finetune.config import VqaConfig
 from kgclip.finetune.data import Batch
-from kgclip.finetune.formats.vqa import answer_vocabulary, read_vqa, soft_targets
+from kgclip.finetune.formats.vqa import answer_vocabulary, read_vqa, read_vqa_split, soft_targets
 from kgclip.finetune.images import coco_index
 from kgclip.finetune.init import Backbone
 from kgclip.finetune.models import FusionClassifier
@@ -23,6 +23,10 @@ class VqaTask(FinetuneTask):
 
     Batches: ``images`` [B, 3, H, W], ``texts`` [B, context] question tokens, ``targets`` [B, A]
     soft scores over the answer vocabulary.
+
+    Evaluation scores every question of the evaluation files that has both a question and an
+    annotation record, as ``kgclip score vqa`` does: a question whose image is missing or fails to
+    load has no prediction and scores 0 (counted as ``vqa_unanswered``).
     """
 
     name = "vqa"
@@ -34,7 +38,8 @@ class VqaTask(FinetuneTask):
         require(d, ("train_questions", "train_annotations", "eval_questions", "eval_annotations", "images"), self.name)
         index = coco_index(d.images)
         self.train_examples = read_vqa(d.train_questions, d.train_annotations, d.images, skips, index)
-        self.eval_examples = read_vqa(d.eval_questions, d.eval_annotations, d.images, skips, index)
+        self.eval_split = read_vqa_split(d.eval_questions, d.eval_annotations, d.images, skips, index)
+        self.eval_examples = self.eval_split.examples
         self.vocab = answer_vocabulary(self.train_examples, config.num_answers)
         index_of = {a: i for i, a in enumerate(self.vocab)}
         self.targets = [soft_targets(ex.annotation, index_of) for ex in self.train_examples]
@@ -69,7 +74,8 @@ class VqaTask(FinetuneTask):
 
     def summary(self) -> dict[str, Any]:
         covered = sum(1 for t in self.targets if t)
-        return {"train questions": len(self.train_examples), "eval questions": len(self.eval_examples),
+        return {"train questions": len(self.train_examples), "eval questions": len(self.eval_split.question_ids),
+                "eval questions with an image": len(self.eval_examples),
                 "answer vocabulary": len(self.vocab), "train questions with an answer in the vocabulary": covered}
 
     def _eval_item(self, i: int, seed: int | None) -> Any:
@@ -87,9 +93,8 @@ class VqaTask(FinetuneTask):
                               lambda b: net(b["images"], b["texts"]).argmax(-1).cpu(), env, "eval vqa")
         mine = [(self.eval_examples[int(i)].question_id, self.vocab[int(a)]) for b, ans in outs for i, a in zip(b.index, ans, strict=True)]
         answers = dict(gather_records(mine, env))
-        annotations = {ex.question_id: ex.annotation for ex in self.eval_examples}
-        s = score(annotations, answers, [ex.question_id for ex in self.eval_examples])
-        metrics = {"vqa_overall": s.overall, **{f"vqa_{t}": v for t, v in s.per_answer_type.items()}}
+        s = score(self.eval_split.annotations, answers, self.eval_split.question_ids)
+        metrics = {"vqa_overall": s.overall, **{f"vqa_{t}": v for t, v in s.per_answer_type.items()}, "vqa_unanswered": s.missing}
         predictions = [{"question_id": q, "answer": a} for q, a in sorted(answers.items())]
         return Evaluation(metrics, predictions, {"per_question_type": s.per_question_type, "scored questions": s.questions,
-                                                 "questions without a prediction (image failed to load)": s.missing})
+                                                 "questions without a prediction (image missing or failed to load; scored 0)": s.missing})

@@ -1,0 +1,37 @@
+"""Hostile but plausible ``kgclip finetune`` input (issue 16): metrics that disagree with the
+official scorer, an ``--out`` that names no folder, an INIT that is no checkpoint.
+
+Each case runs the real command line and asserts the exit code and the one-line message (or, for
+the metrics, that ``kgclip finetune`` and ``kgclip score`` agree on the same files).
+"""
+
+import json
+
+from tests.experiments.test_hostile_store import run_cli
+from tests.kgclip.finetune.fixtures import FAST, vqa_files
+
+
+def _vqa_flags(tmp_path):
+    tq, ta = vqa_files(tmp_path, "train2014", [1, 2, 3, 4])
+    eq, ea = vqa_files(tmp_path, "val2014", [5, 6, 7], coco_names=False)
+    return eq, ea, ["--train-questions", tq, "--train-annotations", ta, "--eval-questions", eq, "--eval-annotations", ea,
+                    "--images", tmp_path / "images"]
+
+
+def test_vqa_metrics_count_a_question_without_its_image_as_kgclip_score_does(tmp_path, capsys):
+    eq, ea, flags = _vqa_flags(tmp_path)
+    (tmp_path / "images" / "val2014" / "000000000007.jpg").unlink()  # questions 70 and 71 lose their image
+    run = tmp_path / "runs" / "vqa"
+    rc, err, _ = run_cli(capsys, "finetune", "vqa", "--init", "kgclip-tiny", "--out", run, *flags, *FAST)
+    assert rc == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    preds = json.loads((run / "predictions.json").read_text())
+    assert sorted(p["question_id"] for p in preds) == [50, 51, 60, 61]
+    rc, err, out = run_cli(capsys, "score", "vqa", "--questions", eq, "--annotations", ea, "--predictions", run / "predictions.json")
+    assert rc == 0, err
+    scored = json.loads(out)
+    assert metrics["vqa_overall"] == scored["overall"]  # before: 25.0 over the 4 questions with an image, score vqa 16.67 over 6
+    assert scored["questions"] == 6 and scored["missing_predictions"] == 2 == metrics["vqa_unanswered"]
+    assert {k: metrics[f"vqa_{k}"] for k in scored["per_answer_type"]} == scored["per_answer_type"]
+    report = (run / "report.md").read_text()
+    assert "questions without a prediction (image missing or failed to load; scored 0): 2" in report
