@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kgclip.errors import ConfigError
 from kgclip.finetune.config import config_class, load_config
 from kgclip.finetune.init import load_backbone
 from kgclip.finetune.tasks import TASKS, Evaluation, FinetuneTask
@@ -119,6 +120,8 @@ def run(task: str, init: str, out: str | os.PathLike, settings: dict[str, Any] |
         config = load_config(task, settings, overrides)
     config_class(task)
     out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise ConfigError(f"{out}: not a run folder name; give the folder to write, e.g. runs/{task}-1 (not '.', '..' or '/')")
     config = replace(config, run_dir=str(out.parent), name=out.name)
     skips = skips if skips is not None else Skips()
     backbone = load_backbone(init, asdict(config.model), config.seed)

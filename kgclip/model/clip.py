@@ -122,8 +122,10 @@ def check_weights_file(path: str | Path) -> None:
         raise ConfigError(f"{where}: not a PyTorch checkpoint (unreadable by torch.load)") from None
     except EOFError:
         raise ConfigError(f"{where}: the checkpoint is truncated (it ends early)") from None
-    except Exception as exc:  # torch.load raises RuntimeError, KeyError, ValueError ... for bytes that are no checkpoint
+    except RuntimeError as exc:  # torch's zip reader: a damaged or cut archive (its first sentence says so)
         raise ConfigError(f"{where}: not a PyTorch checkpoint or damaged ({_first_line(exc)})") from None
+    except Exception:  # the unpickler's bare KeyError (101), IndexError, ValueError for bytes that are no checkpoint
+        raise ConfigError(f"{where}: not a PyTorch checkpoint (unreadable by torch.load)") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         found = type(state).__name__ + (" (empty)" if isinstance(state, dict) and not state else "")

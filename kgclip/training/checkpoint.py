@@ -7,8 +7,10 @@ plain Python values are stored.
 """
 
 import os
+import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +106,35 @@ def resolve_checkpoint(path_or_run: str | os.PathLike) -> Path:
     raise KgclipError(f"{p}: no such checkpoint or run folder")
 
 
+def unreadable_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, as a short clause.
+
+    torch's own messages run over several lines (the weights-only refusal) or are bare values of
+    its unpickler (``KeyError: 101`` for a text file, ``pop from empty list`` for random bytes):
+    only an unpickled class (named) and the zip reader's first sentence are passed on.
+    """
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    if isinstance(exc, OSError):
+        return f"cannot read it ({exc.strerror or type(exc).__name__})"
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in text:
+        named = re.search(r"GLOBAL (\S+)", text)
+        return f"it holds pickled Python objects ({named.group(1) if named else 'a class'}), not only tensors"
+    if isinstance(exc, RuntimeError) and "zip archive" in text:
+        return first_line(exc).split(". ")[0]
+    return "not a file torch.save wrote"
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``); a broken file is a one-line error."""
+    """Read a checkpoint safely (``weights_only=True``); a broken file is a one-line error naming it."""
     p = Path(path)
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a pickle of another protocol draws a warning before the refusal
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise KgclipError(f"{p}: not a readable kgclip checkpoint ({first_line(exc)})") from None
+        raise KgclipError(f"{p}: not a readable kgclip checkpoint ({unreadable_reason(exc)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise KgclipError(f"{p}: not a kgclip checkpoint (no model/config entries)")
     return ckpt

@@ -5,9 +5,15 @@ Each case runs the real command line and asserts the exit code and the one-line 
 the metrics, that ``kgclip finetune`` and ``kgclip score`` agree on the same files).
 """
 
+import collections
 import json
+import random
+from fractions import Fraction
 
-from tests.experiments.test_hostile_store import run_cli
+import pytest
+import torch
+
+from tests.experiments.test_hostile_store import refused, run_cli
 from tests.kgclip.finetune.fixtures import FAST, vqa_files
 
 
@@ -35,3 +41,38 @@ def test_vqa_metrics_count_a_question_without_its_image_as_kgclip_score_does(tmp
     assert {k: metrics[f"vqa_{k}"] for k in scored["per_answer_type"]} == scored["per_answer_type"]
     report = (run / "report.md").read_text()
     assert "questions without a prediction (image missing or failed to load; scored 0): 2" in report
+
+
+# -- one-line messages ------------------------------------------------------------------------------
+
+def test_an_out_that_names_no_folder_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    _, _, flags = _vqa_flags(tmp_path)
+    monkeypatch.chdir(tmp_path / "images")
+    for out in (".", "..", "/"):
+        refused(capsys, tmp_path, "finetune", "vqa", "--init", "kgclip-tiny", "--out", out, *flags, *FAST,
+                match=f"kgclip finetune: error: {out}: not a run folder name; give the folder to write, e.g. runs/vqa-1 (not '.', '..' or '/')")
+
+
+GARBAGE = {"text": b"this is not a checkpoint\n" * 40, "random": bytes(random.Random(0).randrange(256) for _ in range(4000)),
+           "pickle-like": b"\x80\x02" + bytes(random.Random(1).randrange(256) for _ in range(4000))}
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_a_garbage_init_file_is_one_clean_line_naming_it(tmp_path, capsys, kind):
+    _, _, flags = _vqa_flags(tmp_path)
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(GARBAGE[kind])
+    # before: "(101)", "(pop from empty list)" or torch's weights-only preamble cut mid-sentence
+    refused(capsys, tmp_path, "finetune", "vqa", "--init", bad, "--out", tmp_path / "r", *flags, *FAST,
+            match=f"kgclip finetune: error: {bad}: not a readable kgclip checkpoint (not a file torch.save wrote)")
+    if kind != "pickle-like":  # a pickle's header: the message says it holds pickled objects
+        refused(capsys, tmp_path, "finetune", "vqa", "--init", f"kgclip-tiny:{bad}", "--out", tmp_path / "r", *flags, *FAST,
+                match=f"kgclip finetune: error: model.pretrained {bad}: not a PyTorch checkpoint (unreadable by torch.load)")
+
+
+def test_a_checkpoint_of_pickled_objects_names_the_class(tmp_path, capsys):
+    _, _, flags = _vqa_flags(tmp_path)
+    bad = tmp_path / "objects.pt"
+    torch.save({"model": collections.OrderedDict(), "config": Fraction(1, 3)}, bad)
+    refused(capsys, tmp_path, "finetune", "vqa", "--init", bad, "--out", tmp_path / "r", *flags, *FAST,
+            match=f"{bad}: not a readable kgclip checkpoint (it holds pickled Python objects (fractions.Fraction), not only tensors)")
