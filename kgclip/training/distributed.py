@@ -1,15 +1,24 @@
-"""Process groups from the usual environment variables, and gathering features with gradients.
+"""Process groups from the usual environment variables, gathering features with gradients, and
+failing together.
 
 Works under ``torchrun`` (single and multi node through its rendezvous) and any launcher that sets
 RANK, LOCAL_RANK and WORLD_SIZE (plus MASTER_ADDR / MASTER_PORT).
+
+An error on one rank only (a bad batch, a full disk on the main rank) must not leave the other
+ranks waiting in their next collective: rank-local work runs inside :func:`together`, whose end is
+an agreement point (one all-reduce of a flag) where every rank learns that one failed and raises.
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from kgclip.errors import KgclipError
 
 
 @dataclass
@@ -143,8 +152,6 @@ def on_main(env: DistEnv, fn):
     :class:`~kgclip.errors.KgclipError` raised there is raised on every rank (same message),
     instead of leaving the others waiting in a collective. Returns ``fn()``'s value on the main
     rank, None elsewhere."""
-    from kgclip.errors import KgclipError
-
     error, out = None, None
     if env.is_main:
         try:
@@ -159,3 +166,51 @@ def on_main(env: DistEnv, fn):
     if error is not None:
         raise error
     return out
+
+
+class RankFailed(KgclipError):
+    """Another rank failed (its message, one line, prefixed with its rank)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip()[:300] if lines else type(exc).__name__
+
+
+def raise_together(env: DistEnv, error: BaseException | None) -> None:
+    """An agreement point: when any rank brings an ``error``, every rank raises.
+
+    A collective: every rank must call it at the same point of the program. A rank that failed
+    raises its own ``error``; the others raise :class:`RankFailed` with the first failing rank's
+    message (``rank 1: ...``; for an error that is not a KgclipError, its type too). On one
+    process it only re-raises ``error``. Costs one all-reduce of one number when nothing failed.
+    """
+    if not env.distributed:
+        if error is not None:
+            raise error
+        return
+    flag = torch.tensor([0 if error is None else 1], dtype=torch.int32, device=env.device)
+    dist.all_reduce(flag)
+    if int(flag.item()) == 0:
+        return
+    mine = None if error is None else (env.rank, type(error).__name__, _one_line(error), isinstance(error, KgclipError))
+    found: list = [None] * env.world_size
+    dist.all_gather_object(found, mine)
+    if error is not None:
+        raise error
+    rank, name, text, user = next(f for f in found if f is not None)
+    raise RankFailed(f"rank {rank}: {text}" if user else f"rank {rank} failed ({name}: {text})")
+
+
+@contextmanager
+def together(env: DistEnv) -> Iterator[None]:
+    """Run rank-local work (no collective inside) so that an exception on one rank is raised on
+    every rank at the end of the block (see :func:`raise_together`) instead of leaving the others
+    waiting in their next collective. KeyboardInterrupt and other BaseExceptions pass straight
+    through (every rank gets its own signal)."""
+    error = None
+    try:
+        yield
+    except Exception as exc:
+        error = exc
+    raise_together(env, error)

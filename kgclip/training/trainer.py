@@ -7,7 +7,9 @@ the batches and the loss. Everything else is the Trainer's, the same for every t
   existing run refused unless resumed or forced aside, a lock against a second run);
 - building: seeding, the device, AdamW over the task's parameter groups, the cosine schedule with
   warm-up (:mod:`~kgclip.training.schedule`), DistributedDataParallel
-  (:mod:`~kgclip.training.distributed`);
+  (:mod:`~kgclip.training.distributed`); an error on one rank (a bad batch, a failed write on
+  the main rank) is raised on every rank at the next agreement point (after building, after each
+  micro-batch is fetched, after each step's records and checkpoint), never leaving ranks waiting;
 - one optimizer step (:meth:`Trainer.step`): micro-batches for gradient accumulation, bf16
   autocast on GPU (:mod:`~kgclip.training.precision`), the DDP zero-sum work-around, a guard
   naming the step and loss part that went non-finite, gradient clipping;
@@ -58,7 +60,7 @@ from kgclip.training.checkpoint import (
     set_rng_state,
 )
 from kgclip.training.config import OptimConfig, TrainConfig
-from kgclip.training.distributed import DistEnv, OutputTap, init_distributed, mean_over_ranks, on_main, wrap_ddp
+from kgclip.training.distributed import DistEnv, OutputTap, init_distributed, mean_over_ranks, on_main, together, wrap_ddp
 from kgclip.training.logger import METRICS, MetricsLogger, RunLog, truncate_metrics
 from kgclip.training.precision import autocast
 from kgclip.training.rundir import RunLock, check_run_folder, check_run_name, clean_stale_temporaries, open_run_folder
@@ -254,14 +256,15 @@ class Trainer:
     def build(self) -> "Trainer":
         """Seed, build the task's model on the device, the optimizer, the schedule, the loader, DDP."""
         o, env = self.config.optim, self.env
-        seed_everything(self.config.seed)
-        self.core = self.task.build_model().to(env.device)
-        groups = self.task.parameter_groups(self.core)
-        for i, g in enumerate(groups):
-            g.setdefault("name", f"group{i}")
-        self.optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps)
-        self.scheduler = cosine_schedule(self.optimizer, o.warmup_steps, self.config.train.steps, o.min_lr_ratio)
-        self.loader = self.task.loader(env)
+        with together(env):  # DDP's constructor below is a collective
+            seed_everything(self.config.seed)
+            self.core = self.task.build_model().to(env.device)
+            groups = self.task.parameter_groups(self.core)
+            for i, g in enumerate(groups):
+                g.setdefault("name", f"group{i}")
+            self.optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps)
+            self.scheduler = cosine_schedule(self.optimizer, o.warmup_steps, self.config.train.steps, o.min_lr_ratio)
+            self.loader = self.task.loader(env)
         self.model = wrap_ddp(self.core, env)
         self._tap = OutputTap(self.core) if env.distributed else None
         self._between = self._snapshot()
@@ -283,18 +286,24 @@ class Trainer:
 
         Raises:
             TrainingError: a non-finite loss (naming the step, the parts, the last checkpoint).
+            KgclipError: a batch failed to load here; RankFailed: on another rank.
         """
         assert self.optimizer is not None, "call build() first"
         env, accum = self.env, self.config.optim.accum_steps
-        micro = [batch] if isinstance(batch, Batch) else batch
+        micro = iter([batch] if isinstance(batch, Batch) else batch)
         div = 1 if isinstance(batch, Batch) else accum
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         count = examples = 0
-        for b in micro:
+        while True:
+            with together(env):  # a batch that fails to load on one rank stops every rank here, before the forward's collectives
+                b = next(micro, None)
+                if b is not None:
+                    self._dropped += int(getattr(b, "dropped", 0))
+                    b = b.to(env.device)
+            if b is None:
+                break
             count += 1
-            self._dropped += int(getattr(b, "dropped", 0))
-            b = b.to(env.device)
             examples += len(b)
             with autocast(self.config.train.precision, env.device):
                 if self._tap is None:
@@ -439,7 +448,8 @@ class Trainer:
             state of the last finished step.
         """
         spec = self.config.train.resume
-        found = self._find_checkpoint(spec) if spec else None
+        with together(self.env):
+            found = self._find_checkpoint(spec) if spec else None
         here = found is not None and self._in_this_run(found[0])
         cfg = self.config
         on_main(self.env, lambda: check_run_folder(cfg.run_dir, cfg.name, resume=here, force=self.force))
@@ -452,16 +462,17 @@ class Trainer:
                     self.run_dir, lock = on_main(self.env, lambda: open_run_folder(cfg.run_dir, cfg.name, resume=here, force=self.force))
                 else:
                     on_main(self.env, lambda: None)
-                if self.env.is_main:
-                    run_log.to_file(self.run_dir / "train.log")
-                    if lock is not None and lock.taken_over:
-                        log.info(lock.taken_over)
-                    clean_stale_temporaries(self.run_dir / "checkpoints")
-                if found is not None:
-                    self._restore(*found)
-                    found = None  # the checkpoint's tensors are in the model now
-                if self.env.is_main:
-                    (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+                with together(self.env):
+                    if self.env.is_main:
+                        run_log.to_file(self.run_dir / "train.log")
+                        if lock is not None and lock.taken_over:
+                            log.info(lock.taken_over)
+                        clean_stale_temporaries(self.run_dir / "checkpoints")
+                    if found is not None:
+                        self._restore(*found)
+                        found = None  # the checkpoint's tensors are in the model now
+                    if self.env.is_main:
+                        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
                 return self._loop()
             finally:
                 if lock is not None:
@@ -496,11 +507,13 @@ class Trainer:
                     w.add(wait, dt, self._examples * env.world_size, self._dropped)
                 row = {"step": self.global_step, "epoch": getattr(self.loader, "epoch", ""), **last, **self.last_lrs,
                        "examples_per_s": window.rate, "data_wait_share": window.wait_share, "skipped_examples": window.skipped}
-                if metrics.update(self.global_step, row, {"loss": f"{last['loss']:.3f}", "ex/s": f"{window.rate:.0f}"}):
-                    window = _Window()
-                if self.global_step % cfg.train.checkpoint_every == 0 and self.global_step < cfg.train.steps:
-                    self.save()
-            self.save()
+                with together(env):  # the main rank's writes: a failure stops every rank
+                    if metrics.update(self.global_step, row, {"loss": f"{last['loss']:.3f}", "ex/s": f"{window.rate:.0f}"}):
+                        window = _Window()
+                    if self.global_step % cfg.train.checkpoint_every == 0 and self.global_step < cfg.train.steps:
+                        self.save()
+            with together(env):
+                self.save()
         except KeyboardInterrupt:
             # The step in flight is dropped: the checkpoint holds the state after the last finished
             # step, so resuming redoes that step exactly.

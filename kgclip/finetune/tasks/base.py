@@ -16,7 +16,7 @@ from kgclip.finetune.init import Backbone, backbone_config
 from kgclip.model.optim import parameter_groups
 from kgclip.progress import bar
 from kgclip.skips import Skips
-from kgclip.training.distributed import DistEnv
+from kgclip.training.distributed import DistEnv, together
 
 
 @dataclass
@@ -167,12 +167,15 @@ class FinetuneTask:
     def eval_loop(self, indices: Sequence[int], load: LoadFn, collate: CollateFn, name: Callable[[int], str], step: Callable[[Batch], Any],
                   env: DistEnv, desc: str) -> list[tuple[Batch, Any]]:
         """Run ``step`` (under no_grad, on the device) over this rank's share of ``indices``;
-        returns (batch, output) pairs on this rank, the batch index holding example positions."""
+        returns (batch, output) pairs on this rank, the batch index holding example positions.
+
+        ``step`` must use the unwrapped model (no collective inside): an error on one rank is
+        raised on every rank at the end, so that none waits in the gathering that follows."""
         mine = list(indices)[env.rank :: env.world_size]
         out = []
         batches = eval_batches(mine, self.config.eval_batch_size, load, collate, name, self.config.num_workers)
         total = -(-len(mine) // self.config.eval_batch_size)
-        with torch.no_grad():
+        with together(env), torch.no_grad():
             for b in bar(batches, total=total, desc=desc, unit="batch", disable=not env.is_main):
                 self.note_skipped(b)
                 if len(b):

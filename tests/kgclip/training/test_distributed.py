@@ -1,0 +1,116 @@
+"""Failing together on several ranks: an error on one rank reaches every rank (two gloo processes on CPU).
+
+Before :func:`kgclip.training.distributed.together`, the other rank sat in its next collective
+(DDP's all-reduce) until the failed process was gone, then died of gloo's "Connection closed by
+peer" (under NCCL: until the watchdog's timeout). The failing rank here stays alive until the
+other one has finished, so a rank that only learns of the failure from a dead peer never finishes
+in time.
+"""
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from kgclip.errors import KgclipError
+from kgclip.training import Trainer, trainer
+from kgclip.training.distributed import DistEnv, RankFailed, raise_together, together
+from tests.kgclip.training.test_trainer import ToyLoader, ToyTask, _cfg
+
+LINGER_S = 60
+
+
+class FailingLoader(ToyLoader):
+    """Rank 1's second batch does not load."""
+
+    def __init__(self, seed: int, rank: int) -> None:
+        super().__init__(seed)
+        self.rank = rank
+
+    def __iter__(self):
+        for i, b in enumerate(super().__iter__()):
+            if self.rank == 1 and i == 1:
+                raise KgclipError("images/x.jpg: entity 'x' has no readable image")
+            yield b
+
+
+class FailingTask(ToyTask):
+    def loader(self, env):
+        return FailingLoader(self.seed, env.rank)
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def _rank_main(rank: int, world: int, port: int, folder: str, case: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    if case == "save" and rank == 0:
+        trainer.save_checkpoint = _full_disk  # the main rank cannot write its checkpoint at step 2
+    env = DistEnv(rank=rank, local_rank=rank, world_size=world)
+    cfg = _cfg(Path(folder), steps=4, checkpoint_every=2)
+    try:
+        Trainer(FailingTask() if case == "batch" else ToyTask(), cfg, env=env, quiet=True).fit()
+        outcome = "finished"
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    with open(os.path.join(folder, f"rank{rank}.txt"), "w") as f:
+        f.write(outcome)
+    failed_rank = 1 if case == "batch" else 0
+    if rank == failed_rank:  # stay alive until the other rank has its result (as a hung NCCL peer would)
+        other = os.path.join(folder, f"rank{1 - rank}.txt")
+        t0 = time.monotonic()
+        while not os.path.exists(other) and time.monotonic() - t0 < LINGER_S:
+            time.sleep(0.05)
+        with open(os.path.join(folder, "other_finished_first.txt"), "w") as f:
+            f.write(str(os.path.exists(other)))
+    os._exit(0)  # no process group teardown: the other rank may be gone
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_two(tmp_path, case: str) -> tuple[str, str, str]:
+    ctx = torch.multiprocessing.spawn(_rank_main, args=(2, _free_port(), str(tmp_path), case), nprocs=2, join=False)
+    deadline = time.monotonic() + LINGER_S + 60
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the two ranks did not finish")
+    return tuple((tmp_path / n).read_text() for n in ("rank0.txt", "rank1.txt", "other_finished_first.txt"))
+
+
+def test_a_batch_that_fails_on_one_rank_stops_every_rank_with_its_message(tmp_path):
+    rank0, rank1, in_time = _run_two(tmp_path, "batch")
+    assert rank1 == "KgclipError: images/x.jpg: entity 'x' has no readable image"
+    assert rank0 == "RankFailed: rank 1: images/x.jpg: entity 'x' has no readable image"  # before: gloo's "Connection closed by peer"
+    assert in_time == "True"  # rank 0 did not wait for rank 1 to die
+
+
+def test_a_failed_checkpoint_write_on_the_main_rank_stops_the_others(tmp_path):
+    rank0, rank1, in_time = _run_two(tmp_path, "save")
+    assert rank0 == "OSError: [Errno 28] No space left on device"
+    assert rank1 == "RankFailed: rank 0 failed (OSError: [Errno 28] No space left on device)"
+    assert in_time == "True"
+
+
+def test_on_one_process_an_error_is_raised_as_it_was():
+    err = KgclipError("x")
+    with pytest.raises(KgclipError) as got:
+        with together(DistEnv()):
+            raise err
+    assert got.value is err
+    raise_together(DistEnv(), None)  # nothing failed: nothing raised
+    with pytest.raises(KeyboardInterrupt):  # not caught: every rank gets its own signal
+        with together(DistEnv()):
+            raise KeyboardInterrupt
+    assert issubclass(RankFailed, KgclipError)  # the CLI prints it in one line, exit 2
