@@ -4,8 +4,10 @@
 "pretrained CLIP" and the teacher;
 (2) CLIP continued from (1) on the knowledge store with only the image-text CLIP loss, for as many
 steps as (3) (the paper's "CLIP + continual learning");
-(3) Knowledge-CLIP started from (1) on the same store with the knowledge losses.
-All three are evaluated on the same tasks and written to ``<out>/report.md``; the teacher is also
+(3) Knowledge-CLIP started from (1) on the same store with the knowledge losses (the paper's recipe);
+(4) the same with knowledge-derived hard negatives (``loss.hard_negatives``, beyond the paper), when
+``hard_negatives`` is above 0.
+All are evaluated on the same tasks and written to ``<out>/report.md``; the teacher is also
 scored on the valid scenes, where its settings were chosen.
 """
 
@@ -16,9 +18,10 @@ import resource
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated
 
 from data_prep.demo_vqa import QUESTION_TYPES
-from kgclip.config import apply_overrides, from_dict, load_yaml, to_dict
+from kgclip.config import Range, apply_overrides, from_dict, load_yaml, to_dict
 from kgclip.errors import ConfigError
 from kgclip.evaluation import evaluate, flat_metrics
 from kgclip.evaluation.tasks import retrieval, zero_shot
@@ -78,7 +81,12 @@ class VqaStageConfig:
 
 @dataclass
 class DemoConfig:
-    """The demo pipeline (see experiments/configs/demo.yaml)."""
+    """The demo pipeline (see experiments/configs/demo.yaml).
+
+    Attributes:
+        steps: the steps of (2), (3) and (4) on the knowledge store (the same for each).
+        hard_negatives: K of row (4), Knowledge-CLIP with K hard negatives per triplet (0: no row 4).
+    """
 
     out: str = "runs/demo"
     scenes: int = 720
@@ -88,14 +96,16 @@ class DemoConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     vqa: VqaStageConfig = field(default_factory=VqaStageConfig)
     steps: int = 300
+    hard_negatives: Annotated[int, Range(ge=0)] = 4
     eval_max_queries: int | None = 1000
     run: RunConfig = field(default_factory=RunConfig)
 
 
 def stage_configs(cfg: DemoConfig, stores: dict[str, Path], out: Path) -> dict[str, RunConfig]:
     """The trainings, in order: (1) CLIP on the pretraining corpus (after the simple scenes when asked),
-    (2) CLIP continued and (3) Knowledge-CLIP on the store, both from (1). A stage's towers are
-    exported as ``<out>/<stage>.pt`` for the next ones."""
+    (2) CLIP continued, (3) Knowledge-CLIP and (4) Knowledge-CLIP with hard negatives on the store,
+    all from (1). A stage's towers are exported as ``<out>/<stage>.pt`` for the next ones. The
+    CLIP-loss stages sample no G2E neighbourhood: their loss never looks at one."""
     base = replace(cfg.run, run_dir=str(out / "runs"), seed=cfg.seed)
     clip_loss = replace(base.loss, e2e=0.0, e2r=0.0, g2e=0.0, kd=0.0, clip=1.0)
     knowledge = replace(base.data, store=str(stores["store"]))
@@ -112,13 +122,13 @@ def stage_configs(cfg: DemoConfig, stores: dict[str, Path], out: Path) -> dict[s
     if p.simple_steps:
         stages["clip_simple"] = pretraining("clip_simple", str(stores["pretrain_simple_store"]), p.simple_steps, None)
     stages["clip_pretrain"] = pretraining("clip_pretrain", str(stores["pretrain_store"]), p.steps, out / "clip_simple.pt" if p.simple_steps else None)
-    return {
-        **stages,
-        "clip_continued": replace(base, name="clip_continued", loss=clip_loss, data=knowledge,
-                                  model=replace(base.model, pretrained=str(pretrained)), train=replace(base.train, steps=cfg.steps)),
-        "knowledge_clip": replace(base, name="knowledge_clip", data=knowledge,
-                                  model=replace(base.model, pretrained=str(pretrained)), train=replace(base.train, steps=cfg.steps)),
-    }
+    start, steps = replace(base.model, pretrained=str(pretrained)), replace(base.train, steps=cfg.steps)
+    stages["clip_continued"] = replace(base, name="clip_continued", loss=clip_loss, data=replace(knowledge, fanouts=[]), model=start, train=steps)
+    stages["knowledge_clip"] = replace(base, name="knowledge_clip", data=knowledge, model=start, train=steps)
+    if cfg.hard_negatives:
+        stages["knowledge_clip_hn"] = replace(base, name="knowledge_clip_hn", data=knowledge, model=start, train=steps,
+                                              loss=replace(base.loss, hard_negatives=cfg.hard_negatives))
+    return stages
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -155,7 +165,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     trainings = stage_configs(cfg, stores, out)
     teacher: dict[str, float] = {}
     for name, stage in trainings.items():
-        say(f"[demo] {2 + list(LABELS).index(name) if name in LABELS else 2}/6 training {name} ({stage.train.steps} steps)")
+        say(f"[demo] {STEP_OF.get(name, 2)}/6 training {name} ({stage.train.steps} steps)")
         res = train_loop(stage, force=True, quiet=quiet)  # a demo run again moves its earlier runs aside
         clock.lap(name)
         say(f"        {res.steps} steps, {res.examples_per_second:.0f} triplets/s, data wait {100 * res.data_wait_share:.1f}%")
@@ -165,11 +175,11 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
         if name == "clip_pretrain":
             teacher = teacher_check(scorer_for(str(res.run_dir), store), store, files.eval_dir)
             say("        teacher: " + ", ".join(f"{k} {v:.3f}" for k, v in teacher.items()))
-    stages = {k: v for k, v in trainings.items() if k in LABELS}  # the three compared models
+    stages = {k: v for k, v in trainings.items() if k in LABELS}  # the compared models
     say(f"[demo] 5/6 fine-tuning each model on the demo VQA ({cfg.vqa.steps} steps, {cfg.vqa.eval_split} questions scored)")
     vqa = {name: finetune_vqa(Path(stage.run_dir) / stage.name, out / "vqa" / name, files.vqa, cfg, quiet) for name, stage in stages.items()}
     clock.lap("vqa")
-    say("[demo] 6/6 evaluating the three models")
+    say(f"[demo] 6/6 evaluating the {len(stages)} models")
     rows, details = {}, {}
     for name, stage in stages.items():
         scorer = scorer_for(str(Path(stage.run_dir) / stage.name), store, name=LABELS[name])
@@ -185,7 +195,9 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     return report
 
 
-LABELS = {"clip_pretrain": "(1) CLIP (pretrained)", "clip_continued": "(2) CLIP continued (image-text loss)", "knowledge_clip": "(3) Knowledge-CLIP"}
+LABELS = {"clip_pretrain": "(1) CLIP (pretrained)", "clip_continued": "(2) CLIP continued (image-text loss)",
+          "knowledge_clip": "(3) Knowledge-CLIP", "knowledge_clip_hn": "(4) Knowledge-CLIP + hard negatives"}
+STEP_OF = {"clip_continued": 3, "knowledge_clip": 4, "knowledge_clip_hn": 4}
 
 
 class _Clock:
@@ -232,7 +244,7 @@ def item_counts(files, vqa_split: str) -> dict[str, int]:
     ann = json.loads(files.vqa[vqa_split]["annotations"].read_text())["annotations"]
     sizes = {f"vqa_{t}": sum(a["question_type"] == t for a in ann) for t in QUESTION_TYPES}
     n_bind = files.counts.get("binding_items", 0)
-    return {"vqa_overall": len(ann), **sizes, "aro_relation": n_bind, "aro_relation_kg": n_bind}
+    return {"vqa_overall": len(ann), **sizes, **{f"aro_{k}": n_bind for k in ("relation", "relation_kg", "attribute", "attribute_kg")}}
 
 
 def teacher_check(scorer, store: KnowledgeStore, eval_dir: Path) -> dict[str, float]:

@@ -46,6 +46,7 @@ class FusionConfig:
     fusion_heads: Annotated[int, Range(ge=1)] = 16
     drop_path: Annotated[float, Range(ge=0, lt=1)] = 0.1
     max_text_tokens: Annotated[int, Range(ge=1)] = 32
+    image_token_pool: Annotated[int, Range(ge=1)] = 1
     max_image_tokens: Annotated[int, Range(ge=1)] | None = None
 
     def __post_init__(self) -> None:

@@ -74,7 +74,7 @@ class FusionClassifier(nn.Module):
         bb = self.backbone
         n = images.shape[0]
         tok, _ = encode_image_tokens(bb.clip, images)
-        img = bb.image_proj(tok[:, : bb.image_tokens])
+        img = bb.image_proj(bb.fusion_image_tokens(tok))
         ttok, t_ok, _ = encode_text_tokens(bb.clip, texts, bb.text_tokens)
         txt = bb.text_proj(ttok).to(img.dtype)
         i_ok = torch.ones(n, img.shape[1], dtype=torch.bool, device=img.device)

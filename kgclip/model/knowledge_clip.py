@@ -1,5 +1,6 @@
 """Knowledge-CLIP: CLIP towers with token outputs + fusion encoder + E2R / G2E heads."""
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Annotated
 
@@ -27,7 +28,11 @@ class ModelConfig:
         fusion_width, fusion_layers, fusion_heads, drop_path: the fusion Transformer.
         max_text_tokens: text entities keep at most this many tokens (the first ones and always the
             end-of-text token, the only one that has seen the whole text).
-        max_image_tokens: image entities keep this many tokens (class token first); None: all.
+        image_token_pool: the image tower's patch grid goes to the fusion encoder average-pooled
+            in windows of this many patches a side (class token kept first; 1: every patch). A
+            64-px image in 8-px patches gives 1 + 64 tokens, pooled by 2 1 + 16: the fusion
+            encoder's cost falls with the square of its sequence. The grid must divide by it.
+        max_image_tokens: image entities keep this many tokens (class token first, after pooling); None: all.
         gnn_layers: layers of the G2E network.
         init_temperature: initial temperature of the E2E and G2E InfoNCE losses.
     """
@@ -39,12 +44,36 @@ class ModelConfig:
     fusion_heads: Annotated[int, Range(ge=1)] = 16
     drop_path: Annotated[float, Range(ge=0, lt=1)] = 0.1
     max_text_tokens: Annotated[int, Range(ge=1)] = 32
+    image_token_pool: Annotated[int, Range(ge=1)] = 1
     max_image_tokens: Annotated[int, Range(ge=1)] | None = None
     gnn_layers: Annotated[int, Range(ge=0)] = 1
     init_temperature: Annotated[float, Range(gt=0)] = 0.07
 
     def __post_init__(self) -> None:
         check_fusion_heads(self.fusion_width, self.fusion_heads)
+
+
+def pooled_token_count(tokens: int, pool: int, model_name: str = "") -> int:
+    """Tokens (class token included) of an image tower with ``tokens`` after pooling its square
+    patch grid in ``pool`` x ``pool`` windows; a ConfigError when the grid does not divide."""
+    if pool == 1:
+        return tokens
+    side = math.isqrt(tokens - 1)
+    if side * side != tokens - 1 or side % pool:
+        raise ConfigError(f"model.image_token_pool {pool} does not divide the {model_name or 'image'} tower's patch grid ({tokens - 1} patches)")
+    return 1 + (side // pool) ** 2
+
+
+def pool_image_tokens(tokens: Tensor, pool: int) -> Tensor:
+    """[n, 1 + g * g, w] -> [n, 1 + (g / pool)^2, w]: the class token, then the patch grid average-pooled
+    in ``pool`` x ``pool`` windows (row-major, as the tower lays patches out)."""
+    if pool == 1:
+        return tokens
+    n, t, w = tokens.shape
+    side = math.isqrt(t - 1)
+    grid = tokens[:, 1:].transpose(1, 2).reshape(n, w, side, side)
+    pooled = F.avg_pool2d(grid, pool).flatten(2).transpose(1, 2)
+    return torch.cat([tokens[:, :1], pooled], dim=1)
 
 
 def check_fusion_heads(width: int, heads: int, prefix: str = "model.") -> None:
@@ -123,6 +152,7 @@ class KnowledgeCLIP(nn.Module):
         self.tokenizer, self.preprocess_train, self.preprocess_val = bundle.tokenizer, bundle.preprocess_train, bundle.preprocess_val
         w = config.fusion_width
         img_w, img_n = image_widths(self.clip)
+        img_n = pooled_token_count(img_n, config.image_token_pool, config.clip_model)
         self.image_tokens = img_n if config.max_image_tokens is None else min(img_n, config.max_image_tokens)
         self.text_tokens = min(config.max_text_tokens, self.clip.context_length)
         self.entity_tokens = max(self.image_tokens, self.text_tokens)
@@ -163,7 +193,7 @@ class KnowledgeCLIP(nn.Module):
         emb = torch.zeros(n, D, device=dev)
         if inputs.images.numel():
             tok, e = encode_image_tokens(self.clip, inputs.images)
-            tok = self.image_proj(tok[:, : self.image_tokens])
+            tok = self.image_proj(self.fusion_image_tokens(tok))
             tokens = tokens.index_put((inputs.image_pos,), F.pad(tok, (0, 0, 0, L - tok.shape[1])).to(tokens.dtype))
             valid[inputs.image_pos, : tok.shape[1]] = True
             emb = emb.index_put((inputs.image_pos,), e.to(emb.dtype))
@@ -174,6 +204,11 @@ class KnowledgeCLIP(nn.Module):
             valid = valid.index_put((inputs.text_pos,), F.pad(ok, (0, L - ok.shape[1])))
             emb = emb.index_put((inputs.text_pos,), e.to(emb.dtype))
         return EncodedEntities(tokens, valid, emb, inputs.image_pos, inputs.text_pos)
+
+    def fusion_image_tokens(self, tokens: Tensor) -> Tensor:
+        """The image tower's tokens [n, 1 + g * g, width] as the fusion encoder takes them: the
+        patch grid pooled by ``image_token_pool`` and cut to ``max_image_tokens``."""
+        return pool_image_tokens(tokens, self.config.image_token_pool)[:, : self.image_tokens]
 
     def encode_relations(self, relation_tokens: Tensor) -> Tensor:
         """The whole relation vocabulary, pooled by the text tower and projected: [R, W]."""

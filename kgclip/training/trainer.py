@@ -262,7 +262,7 @@ class Trainer:
             groups = self.task.parameter_groups(self.core)
             for i, g in enumerate(groups):
                 g.setdefault("name", f"group{i}")
-            self.optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps)
+            self.optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps, foreach=True)
             self.scheduler = cosine_schedule(self.optimizer, o.warmup_steps, self.config.train.steps, o.min_lr_ratio)
             self.loader = self.task.loader(env)
         self.model = wrap_ddp(self.core, env)

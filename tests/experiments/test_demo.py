@@ -21,7 +21,7 @@ def test_shrunken_demo_end_to_end(tmp_path, capsys):
                 "vqa_count", "vqa_shape", "vqa_negation"):
         assert col in columns, col
     rows = [line for line in report.splitlines() if re.match(r"\| \(\d\)", line)]
-    assert len(rows) == 3
+    assert len(rows) == 4
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")][1:]
         assert len(cells) == len(columns) and all(c != "n/a" for c in cells), row
@@ -30,7 +30,12 @@ def test_shrunken_demo_end_to_end(tmp_path, capsys):
     for key in ("link_mrr", "aro_relation_kg", "aro_relation", "vqa_overall", "vqa_position", "vqa_color"):
         assert re.search(rf"\(`{key}`\): Knowledge-CLIP [0-9.]+ vs \(\d\) .* [0-9.]+, margin [+-][0-9.]+ .*: (holds|does NOT hold|is not shown)", report), key
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert set(metrics) == {"(1) CLIP (pretrained)", "(2) CLIP continued (image-text loss)", "(3) Knowledge-CLIP"}
+    assert set(metrics) == {"(1) CLIP (pretrained)", "(2) CLIP continued (image-text loss)", "(3) Knowledge-CLIP", "(4) Knowledge-CLIP + hard negatives"}
+    assert "## Beyond the paper: hard negatives" in report
+    assert re.search(r"\(`aro_relation_kg`\): [0-9.]+ with vs [0-9.]+ without, margin [+-][0-9.]+ \(2 standard errors", report)
+    hn = (out / "runs" / "knowledge_clip_hn" / "config.yaml").read_text()
+    assert "hard_negatives: 4" in hn and "image_token_pool: 2" in hn
+    assert "fanouts: []" in (out / "runs" / "clip_continued" / "config.yaml").read_text()
     teacher = json.loads((out / "metrics.json").read_text())["teacher"]
     assert set(teacher) == {f"{s}_{k}" for s in ("valid", "test") for k in ("r_mean", "zs_shape_top1", "zs_colour_top1")}
     assert "## The teacher" in report and "Time:" in report

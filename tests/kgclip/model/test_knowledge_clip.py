@@ -172,3 +172,31 @@ def test_forward_under_bf16_autocast_matches_fp32(model, relation_tokens):
         out = model(b, relation_tokens)
     assert out.y_hr.shape == ref.y_hr.shape and torch.isfinite(out.y_hr.float()).all()
     assert torch.allclose(out.y_hr.float(), ref.y_hr, atol=0.1, rtol=0.1)
+
+
+def test_pool_image_tokens_keeps_the_class_token_and_averages_each_window():
+    import pytest
+
+    from kgclip.errors import ConfigError
+    from kgclip.model.knowledge_clip import pool_image_tokens, pooled_token_count
+
+    # one image, a 4x4 grid of patches whose single feature is its row-major index, after a class token of -1
+    tokens = torch.cat([torch.tensor([-1.0]), torch.arange(16.0)]).view(1, 17, 1)
+    pooled = pool_image_tokens(tokens, 2)
+    # windows (0,1,4,5) (2,3,6,7) (8,9,12,13) (10,11,14,15)
+    assert pooled.flatten().tolist() == [-1.0, 2.5, 4.5, 10.5, 12.5]
+    assert pool_image_tokens(tokens, 1) is tokens
+    assert pooled_token_count(17, 2) == 5 and pooled_token_count(65, 2) == 17 and pooled_token_count(65, 1) == 65
+    with pytest.raises(ConfigError, match="image_token_pool 3 does not divide"):
+        pooled_token_count(17, 3)
+
+
+def test_image_token_pool_shortens_the_fusion_input():
+    from kgclip.model.knowledge_clip import KnowledgeCLIP, ModelConfig
+
+    base = dict(clip_model="kgclip-demo", fusion_width=32, fusion_layers=1, fusion_heads=2, max_text_tokens=8)
+    full, pooled = KnowledgeCLIP(ModelConfig(**base), 3), KnowledgeCLIP(ModelConfig(**base, image_token_pool=2), 3)
+    assert full.image_tokens == 65 and pooled.image_tokens == 17 and pooled.entity_tokens == 17
+    tok = torch.randn(2, 65, 128)
+    assert pooled.fusion_image_tokens(tok).shape == (2, 17, 128)
+    assert torch.equal(pooled.fusion_image_tokens(tok)[:, 0], tok[:, 0])
