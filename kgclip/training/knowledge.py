@@ -5,6 +5,7 @@ the relation texts, the id maps and the fingerprint saved in checkpoints all com
 """
 
 import copy
+import dataclasses
 import logging
 from typing import Any
 
@@ -153,7 +154,10 @@ class KnowledgeTask:
                                     f"pass --force to resume anyway")
         saved = ckpt["config"].get("model", {})
         now = to_dict(self.config)["model"]
-        diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k != "pretrained"}
+        # a field added to the model config after the checkpoint was written had its default then
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config.model) if f.default is not dataclasses.MISSING}
+        diff = {k: (saved.get(k, defaults.get(k)), v) for k, v in now.items()
+                if saved.get(k, defaults.get(k)) != v and k != "pretrained"}
         if diff:
             listed = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
             raise TrainingError(f"written with a different model config ({listed})")

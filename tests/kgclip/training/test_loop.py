@@ -143,6 +143,21 @@ def test_resume_refuses_another_model_config(tmp_path, store):
         train_loop(cfg2, quiet=True)
 
 
+def test_resume_accepts_a_checkpoint_written_before_a_model_field_existed(tmp_path, store):
+    """A checkpoint whose model config lacks a field added later (``image_token_pool``) had its default."""
+    cfg, _ = _config(tmp_path, store)
+    train_loop(cfg, quiet=True)
+    last = tmp_path / "runs" / "t" / "checkpoints" / "step-0000004.pt"
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["config"]["model"]["image_token_pool"]
+    torch.save(ckpt, last)
+    cfg2, _ = _config(tmp_path, store, **{"train.resume": "latest", "train.steps": 5})
+    assert train_loop(cfg2, quiet=True).steps == 5  # before: "different model config (image_token_pool: checkpoint None vs config 1)"
+    cfg3, _ = _config(tmp_path, store, **{"train.resume": "latest", "train.steps": 6, "model.image_token_pool": 2})
+    with pytest.raises(TrainingError, match=r"different model config \(image_token_pool: checkpoint 1 vs config 2\)"):
+        train_loop(cfg3, quiet=True)
+
+
 def test_nan_guard_names_step_and_part(tmp_path, store, monkeypatch):
     import kgclip.losses as losses
 
