@@ -111,6 +111,25 @@ def test_export_loads_in_open_clip_with_same_embeddings(model, tmp_path):
         assert torch.allclose(loaded.encode_text(b.inputs.texts), model.clip.encode_text(b.inputs.texts), atol=1e-5)
 
 
+def test_export_to_a_folder_or_an_unwritable_place_is_one_line_and_leaves_nothing(model, tmp_path, monkeypatch):
+    import pytest
+
+    from kgclip.errors import KgclipError
+
+    (tmp_path / "d").mkdir()
+    with pytest.raises(KgclipError, match=r"d: is a folder; give the file to write \(e.g. .*d/towers.pt\)"):
+        export_open_clip(model, tmp_path / "d")  # before: IsADirectoryError from os.replace, and .d.tmp left beside it
+
+    def full_disk(obj, f, *a, **k):
+        open(f, "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(KgclipError, match=r"towers.pt: cannot write \(No space left on device\)"):
+        export_open_clip(model, tmp_path / "towers.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
 def test_pretrained_checkpoint_file_loads(tiny_clip, tmp_path):
     from kgclip.model.clip import create_clip
 
