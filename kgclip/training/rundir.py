@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from kgclip.errors import ConfigError, KgclipError
-from kgclip.store.placement import HOST, pid_alive
+from kgclip.store.placement import HOST, is_store, pid_alive
 
 log = logging.getLogger("kgclip.training")
 
@@ -126,6 +126,20 @@ def _exists_error(folder: Path) -> RunFolderError:
                           f"--force to move it aside, or choose another name")
 
 
+def check_not_in_store(folder: Path) -> None:
+    """Refuse a run folder that is a knowledge store, or lies inside one (a link to a store is the store).
+
+    ``--force`` would otherwise move the store aside as if it were an old run, and a run inside a
+    store would mix its files with the store's.
+    """
+    resolved = folder.resolve()
+    store = next((p for p in (resolved, *resolved.parents) if is_store(p)), None)
+    if store is not None:
+        where = "is" if store == resolved else "is inside"
+        raise RunFolderError(f"{folder}: {where} the kgclip store {store}; a store folder holds only its own files, "
+                             f"write the run elsewhere")
+
+
 def check_run_folder(run_dir: str | os.PathLike, name: str, *, resume: bool, force: bool) -> None:
     """Refuse early, writing nothing, what :func:`open_run_folder` would refuse: an existing run
     (neither resume nor force) or a folder another live run holds; so that a run that will be
@@ -135,6 +149,7 @@ def check_run_folder(run_dir: str | os.PathLike, name: str, *, resume: bool, for
         ConfigError: bad name. RunFolderError: as :func:`open_run_folder`.
     """
     folder = Path(run_dir) / check_run_name(name)
+    check_not_in_store(folder)
     if not folder.is_dir():
         return
     if not resume and not force and _contents(folder):
@@ -169,9 +184,11 @@ def open_run_folder(run_dir: str | os.PathLike, name: str, *, resume: bool, forc
 
     Raises:
         ConfigError: bad name or a folder that cannot be written. RunFolderError: the folder
-        exists (and neither resume nor force) or another live run holds it.
+        exists (and neither resume nor force), another live run holds it, or it is (inside) a
+        knowledge store.
     """
     folder = Path(run_dir) / check_run_name(name)
+    check_not_in_store(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         lock = RunLock(folder).acquire()

@@ -53,6 +53,16 @@ def test_an_out_that_names_no_folder_is_one_clear_line(tmp_path, capsys, monkeyp
                 match=f"kgclip finetune: error: {out}: not a run folder name; give the folder to write, e.g. runs/vqa-1 (not '.', '..' or '/')")
 
 
+def test_an_out_that_is_a_store_is_refused_even_with_force(tmp_path, capsys):
+    from tests.conftest import write_toy_store
+
+    _, _, flags = _vqa_flags(tmp_path)
+    write_toy_store(tmp_path / "s")
+    for force in ([], ["--force"]):  # before: --force moved the store aside to s.old-<time> and wrote the run in its place
+        refused(capsys, tmp_path, "finetune", "vqa", "--init", "kgclip-tiny", "--out", tmp_path / "s", *flags, *FAST, *force,
+                match=f"{tmp_path / 's'}: is the kgclip store {tmp_path / 's'}; a store folder holds only its own files")
+
+
 GARBAGE = {"text": b"this is not a checkpoint\n" * 40, "random": bytes(random.Random(0).randrange(256) for _ in range(4000)),
            "pickle-like": b"\x80\x02" + bytes(random.Random(1).randrange(256) for _ in range(4000))}
 

@@ -69,6 +69,25 @@ def test_force_does_not_move_a_run_that_is_training(tmp_path):
     lock.release()
 
 
+@pytest.mark.parametrize("where", ["store", "link", "store/runs", "link/runs"])
+def test_a_store_or_a_folder_inside_one_is_never_a_run_folder(tmp_path, where):
+    """--force would move a store aside as if it were an old run; a run inside a store mixes with its files."""
+    from kgclip.training.rundir import check_run_folder
+    from tests.conftest import write_toy_store
+
+    write_toy_store(tmp_path / "store")
+    (tmp_path / "link").symlink_to(tmp_path / "store")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    parent, name = os.path.split(tmp_path / where)
+    state = "is" if where in ("store", "link") else "is inside"
+    for force in (False, True):
+        with pytest.raises(RunFolderError, match=f"{tmp_path / where}: {state} the kgclip store {tmp_path / 'store'}; "):
+            check_run_folder(parent, name, resume=False, force=force)
+        with pytest.raises(RunFolderError, match=f"{state} the kgclip store"):
+            open_run_folder(parent, name, resume=False, force=force)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # not moved aside, no .lock, no runs/
+
+
 def test_only_temporaries_of_dead_processes_of_this_host_are_cleaned(tmp_path):
     dead = _dead_pid()
     files = {
