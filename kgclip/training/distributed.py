@@ -149,20 +149,22 @@ def mean_over_ranks(values: dict[str, float], env: DistEnv) -> dict[str, float]:
 
 def on_main(env: DistEnv, fn):
     """Run ``fn`` on the main rank only and let every rank share its outcome: on several ranks a
-    :class:`~kgclip.errors.KgclipError` raised there is raised on every rank (same message),
-    instead of leaving the others waiting in a collective. Returns ``fn()``'s value on the main
-    rank, None elsewhere."""
+    :class:`~kgclip.errors.KgclipError` raised there is raised on every rank (same message), any
+    other exception as :class:`RankFailed` (``rank 0 failed (OSError: ...)``), instead of leaving
+    the others waiting in a collective. Returns ``fn()``'s value on the main rank, None elsewhere."""
     error, out = None, None
     if env.is_main:
         try:
             out = fn()
-        except KgclipError as exc:
+        except Exception as exc:  # not only user errors: the others must never wait for a rank that is gone
             error = exc
     if env.distributed:
-        box = [None if error is None else (type(error).__name__, str(error))]
+        user = isinstance(error, KgclipError)
+        box = [None if error is None else (type(error).__name__, str(error) if user else _one_line(error), user)]
         dist.broadcast_object_list(box, src=0)
         if box[0] is not None and error is None:
-            raise KgclipError(box[0][1])
+            name, text, user = box[0]
+            raise KgclipError(text) if user else RankFailed(f"rank 0 failed ({name}: {text})")
     if error is not None:
         raise error
     return out

@@ -46,12 +46,18 @@ def _full_disk(*args, **kwargs):
     raise OSError(28, "No space left on device")
 
 
+def _unreadable(*args, **kwargs):
+    raise PermissionError(13, "Permission denied")
+
+
 def _rank_main(rank: int, world: int, port: int, folder: str, case: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     if case == "save" and rank == 0:
         trainer.save_checkpoint = _full_disk  # the main rank cannot write its checkpoint at step 2
+    if case == "folder" and rank == 0:
+        trainer.check_run_folder = _unreadable  # the main rank's look at the run folder fails with an OSError
     env = DistEnv(rank=rank, local_rank=rank, world_size=world)
     cfg = _cfg(Path(folder), steps=4, checkpoint_every=2)
     try:
@@ -100,6 +106,13 @@ def test_a_failed_checkpoint_write_on_the_main_rank_stops_the_others(tmp_path):
     rank0, rank1, in_time = _run_two(tmp_path, "save")
     assert rank0 == "OSError: [Errno 28] No space left on device"
     assert rank1 == "RankFailed: rank 0 failed (OSError: [Errno 28] No space left on device)"
+    assert in_time == "True"
+
+
+def test_an_error_that_is_no_kgclip_error_on_the_main_rank_s_own_work_stops_the_others(tmp_path):
+    rank0, rank1, in_time = _run_two(tmp_path, "folder")
+    assert rank0 == "PermissionError: [Errno 13] Permission denied"
+    assert rank1 == "RankFailed: rank 0 failed (PermissionError: [Errno 13] Permission denied)"  # before: waited in on_main's broadcast
     assert in_time == "True"
 
 
