@@ -4,6 +4,7 @@ Entities keep one global id (the store's ``entity_id``); each also has a local i
 node type (``image`` or ``text``). :class:`KnowledgeGraph` holds both maps, both ways.
 """
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,10 +28,16 @@ def _writable(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _is_in(col: pa.ChunkedArray, values: tuple[str, ...]) -> np.ndarray:
-    """Which rows of a dictionary column hold one of ``values`` (a null does not), decided once per distinct value."""
-    codes, names = _codes(col)
-    hit = np.array([n in values for n in names] + [False], dtype=bool)  # the last entry: code -1, a null
-    return hit[codes]
+    """Which rows of a dictionary column hold one of ``values`` (a null does not), decided once per distinct value of each chunk."""
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    out = np.empty(len(col), dtype=bool)
+    at = 0
+    for ch in col.chunks:
+        hit = np.array([v in values for v in ch.dictionary.to_pylist()] + [False], dtype=bool)  # the last entry: a null
+        out[at : at + len(ch)] = hit[(pc.fill_null(ch.indices, -1) if ch.null_count else ch.indices).to_numpy()]
+        at += len(ch)
+    return out
 
 
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -49,12 +56,28 @@ def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
         codes[at : at + len(ch)] = (pc.fill_null(ch.indices, -1) if ch.null_count else ch.indices).to_numpy()
         at += len(ch)
     names = col.chunk(0).dictionary.to_pylist()
-    used = pd.unique(codes[codes >= 0])  # a file's dictionary may hold values of rows left out, in another order
+    used = _first_appearance(codes, len(names))  # a file's dictionary may hold values of rows left out, in another order
     if len(used) == len(names) and np.array_equal(used, np.arange(len(names))):
         return codes, tuple(names)
     renumber = np.full(len(names) + 1, -1, dtype=np.int64)  # the last entry: code -1 stays -1
     renumber[used] = np.arange(len(used))
     return renumber[codes], tuple(names[i] for i in used.tolist())
+
+
+def _first_appearance(codes: np.ndarray, k: int, step: int = 1 << 16) -> np.ndarray:
+    """The distinct codes >= 0 (of ``k`` possible) in order of first appearance.
+
+    Few possible codes (sources, splits, modalities) are looked for a slice at a time, stopping
+    once all have appeared: usually within the first slice, where one pass over all rows is dear.
+    """
+    if k > 256:
+        return pd.unique(codes[codes >= 0])
+    seen: dict[int, None] = {}
+    for at in range(0, len(codes), step):
+        seen.update(dict.fromkeys(c for c in pd.unique(codes[at : at + step]).tolist() if c >= 0))
+        if len(seen) == k:
+            break
+    return np.fromiter(seen, dtype=np.int64, count=len(seen))
 
 
 @dataclass
@@ -90,11 +113,11 @@ class KnowledgeGraph:
         if splits is not None:
             t = t.filter(pa.array(_is_in(t["split"], splits)))
         ent = store.entity_table(["modality", "concept"], dictionary=["modality"])
-        modality = np.where(_is_in(ent["modality"], (MODALITIES[TEXT],)), TEXT, IMAGE).astype(np.int8)
-        local = np.empty(len(modality), dtype=np.int64)
-        for code in MODALITY_CODE.values():
-            sel = modality == code
-            local[sel] = np.arange(int(sel.sum()))
+        text = _is_in(ent["modality"], (MODALITIES[TEXT],))
+        modality = np.where(text, TEXT, IMAGE).astype(np.int8)
+        local = np.cumsum(text, dtype=np.int64)  # text entities before and at each entity
+        local -= text  # before it: a text entity's local index
+        np.subtract(np.arange(len(text), dtype=np.int64), local, out=local, where=~text)  # an image's: the images before it
         concept = None
         if ent["concept"].null_count < len(ent):
             concept, _ = _codes(ent["concept"])
@@ -144,73 +167,83 @@ class KnowledgeGraph:
             gid = self.global_ids[m]
             data[m].num_nodes = len(gid)
             data[m].global_id = torch.from_numpy(gid)
-        order, dst, relation, bounds = self._csc_order()
-        for i, et in enumerate(EDGE_TYPES):
-            lo, hi = int(bounds[i]), int(bounds[i + 1])
-            ei = np.empty((2, hi - lo), dtype=np.int64)
-            np.take(self.head, order[lo:hi], out=ei[1])  # row 1 as scratch: fresh pages are dear
-            np.take(self.local, ei[1], out=ei[0])
-            ei[1] = dst[lo:hi]
-            data[et].edge_index = torch.from_numpy(ei)
-            data[et].relation = torch.from_numpy(relation[lo:hi])
+        for et, (edge_index, relation) in zip(EDGE_TYPES, self._csc_edges(), strict=True):
+            data[et].edge_index = torch.from_numpy(edge_index)
+            data[et].relation = torch.from_numpy(relation)
             if add_reverse:
                 rev = (et[2], "rev_rel", et[0])
                 data[rev].edge_index = data[et].edge_index.flip(0)
                 data[rev].relation = data[et].relation
         return data
 
-    def _csc_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The triplets sorted by (edge type, destination's local index), ties in triplet order.
-
-        Returns:
-            The triplet of each sorted position, its destination's local index, its relation id
-            (int64 each), and the bounds of each edge type's run (``len(EDGE_TYPES) + 1``).
+    def _csc_edges(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per edge type: ``edge_index`` (2 x E local indices, int64) and relation ids, sorted by
+        destination's local index, ties in triplet order.
 
         Edge type, destination, triplet number and relation are packed into one int64 per
-        triplet when they fit (they do unless a store has billions of triplets): sorting those
-        values (distinct, so no stable sort is needed; numpy sorts int64 with SIMD) gives all four
-        without gathering the relation and destination columns again. Arrays are reused where
-        they can be: touching fresh memory is a good part of the cost.
+        triplet when they fit (they do unless a store has billions of triplets or entities):
+        sorting those values (distinct, so no stable sort is needed; numpy sorts int64 with SIMD)
+        gives the destination and relation without gathering them again, and the triplet
+        number to gather the source with. Each end's modality and local index come from one
+        gather of a per-entity table (int32 when the ids allow: half the memory traffic), and
+        each key's top bits are the edge type's index in ``EDGE_TYPES`` (head modality, tail
+        modality) above the destination: ``2 ** dst_bits`` per modality, so no multiply.
         """
-        n = len(self.head)
-        code = self.modality[self.head]
-        code *= len(MODALITIES)
-        code += self.modality[self.tail]  # the index into EDGE_TYPES
-        counts = np.bincount(code, minlength=len(EDGE_TYPES))
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        width = int(self.local.max()) + 1 if len(self.local) else 1
-        key = code.astype(np.int64)
-        del code
-        key *= width
-        scratch = np.take(self.local, self.tail)
-        key += scratch  # (edge type, destination)
+        n, n_types = len(self.head), len(EDGE_TYPES)
+        dst_bits = max(1, int(self.local.max()).bit_length()) if len(self.local) else 1
         pos_bits = max(1, (n - 1).bit_length())
-        key_bits = max(1, (len(EDGE_TYPES) * width - 1).bit_length())
+        type_bits = (n_types - 1).bit_length()
+        if not len(self.local) or int(self.local.min()) < 0 or type_bits + dst_bits + pos_bits > 63:
+            return self._csc_edges_stable()  # too many to pack: a stable sort of the keys themselves
         rel_bits = max(1, int(self.relation.max()).bit_length()) if n and int(self.relation.min()) >= 0 else 64
-        if key_bits + pos_bits > 63:  # too many to pack: a stable sort of the keys themselves
-            order = np.argsort(key, kind="stable")
-            key = key[order]
+        rel_bits = rel_bits if type_bits + dst_bits + pos_bits + rel_bits <= 63 else 0  # 0: the relation is gathered after
+        table = self.modality.astype(np.int32 if dst_bits + 2 <= 31 else np.int64)  # modality above local index
+        table <<= dst_bits
+        table |= self.local
+        src = np.take(table, self.head)
+        high = np.take(table, self.tail)  # modality of the tail, destination
+        mod_head = src >> dst_bits
+        mod_head <<= dst_bits + 1
+        high |= mod_head  # (edge type, destination)
+        del mod_head
+        src &= (1 << dst_bits) - 1  # the source's local index
+        shift = pos_bits + rel_bits
+        key = np.left_shift(high, shift, dtype=np.int64)
+        del high
+        low = np.arange(n, dtype=np.int64)  # the triplet numbers, and the relation below them
+        if rel_bits:
+            low <<= rel_bits
+            low |= self.relation
+        key |= low
+        del low
+        key.sort()
+        bounds = [0, *np.searchsorted(key, [i << (dst_bits + shift) for i in range(1, n_types)]).tolist(), n]
+        relation = key & ((1 << rel_bits) - 1) if rel_bits else None
+        order = np.right_shift(key, rel_bits)
+        order &= (1 << pos_bits) - 1
+        if relation is None:
             relation = self.relation[order]
-        else:
-            rel_bits = rel_bits if key_bits + pos_bits + rel_bits <= 63 else 0  # 0: the relation is gathered after
-            scratch.fill(1)
-            scratch[0:1] = 0
-            np.cumsum(scratch, out=scratch)  # 0, 1, 2, ...: the triplet numbers, in place
-            scratch <<= rel_bits
-            key <<= pos_bits + rel_bits
-            key |= scratch
-            if rel_bits:
-                key |= self.relation
-            key.sort()
-            relation = key & ((1 << rel_bits) - 1) if rel_bits else None
-            key >>= rel_bits
-            order = np.bitwise_and(key, (1 << pos_bits) - 1, out=scratch)
-            key >>= pos_bits
-            if relation is None:
-                relation = self.relation[order]
-        for i in range(len(EDGE_TYPES)):  # (edge type, destination) -> destination
-            key[bounds[i] : bounds[i + 1]] -= i * width
-        return order, key, relation, bounds
+        src = np.take(src, order)
+        del order
+        out = []
+        for i in range(n_types):
+            lo, hi = bounds[i], bounds[i + 1]
+            edge_index = np.empty((2, hi - lo), dtype=np.int64)
+            edge_index[0] = src[lo:hi]
+            np.right_shift(key[lo:hi], shift, out=edge_index[1])
+            edge_index[1] &= (1 << dst_bits) - 1
+            out.append((edge_index, relation[lo:hi]))
+        return out
+
+    def _csc_edges_stable(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`_csc_edges` by a stable sort, for ids too large to pack."""
+        code = self.modality[self.head].astype(np.int64) * len(MODALITIES) + self.modality[self.tail]
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(code, minlength=len(EDGE_TYPES)))])
+        dst = self.local[self.tail]
+        order = np.lexsort((dst, code))  # ties keep triplet order
+        edge_index = np.stack([self.local[self.head[order]], dst[order]])
+        relation = self.relation[order]
+        return [(np.ascontiguousarray(edge_index[:, lo:hi]), relation[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())]
 
     def k_hop(self, entities: list[int] | np.ndarray, hops: int = 1, max_triplets: int | None = None) -> np.ndarray:
         """Indices of the triplets within ``hops`` of the given global entity ids (either direction).

@@ -149,3 +149,70 @@ def test_sources_are_those_of_the_kept_triplets_in_order_of_first_appearance(tmp
     assert train.sources == ("b", "c") and train.source.tolist() == [0, 1, 0]
     assert KnowledgeGraph.from_store(s, splits=("valid", "test")).sources == ("a",)
     assert KnowledgeGraph.from_store(s, splits=()).num_triplets == 0
+
+
+def test_random_store_builds_the_reference_graph(tmp_path):
+    """A random store (both modalities, several sources and splits, repeated destinations): the
+    per-entity maps and the HeteroData equal those computed the plain way from the store's tables."""
+    from kgclip.store import StoreWriter
+
+    rng = np.random.default_rng(3)
+    n_ent, n = 300, 4000
+    is_text = rng.random(n_ent) < 0.6
+    with StoreWriter(tmp_path / "s") as w:
+        for i in range(n_ent):
+            if is_text[i]:
+                w.add_entity(f"e{i}", "text", text=f"e{i}", source="x")
+            else:
+                w.add_entity(f"e{i}", "image", image=f"{i}.png", source="x")
+        for r in range(7):
+            w.add_relation(f"r{r}", f"r{r}")
+        sources = np.array(["b", "a", "c"])[rng.integers(0, 3, n)]
+        for src in ("b", "a", "c"):
+            sel = sources == src
+            w.add_triplets(rng.integers(0, n_ent, sel.sum()), rng.integers(0, 7, sel.sum()), rng.integers(0, 40, sel.sum()), source=src)
+    s = KnowledgeStore(tmp_path / "s")
+    for splits in (None, ("train",), ("valid", "test")):
+        kg = KnowledgeGraph.from_store(s, splits=splits)
+        t = s.triplets if splits is None else s.triplets[s.triplets["split"].isin(splits)].reset_index(drop=True)
+        assert np.array_equal(kg.head, t["head_id"]) and np.array_equal(kg.tail, t["tail_id"])
+        assert np.array_equal(kg.modality, np.where(is_text, TEXT, IMAGE))
+        for code in (IMAGE, TEXT):
+            assert np.array_equal(kg.local[kg.modality == code], np.arange((kg.modality == code).sum()))
+        first = list(dict.fromkeys(t["source"]))  # sources in order of first appearance
+        assert kg.sources == tuple(first) and [first[c] for c in kg.source] == t["source"].tolist()
+        data = kg.to_hetero_data()
+        code, order = _csc_reference(kg)
+        for i, et in enumerate(EDGE_TYPES):
+            o = order[code == i]
+            assert np.array_equal(data[et].edge_index.numpy(), np.stack([kg.local[kg.head[o]], kg.local[kg.tail[o]]]))
+            assert np.array_equal(data[et].relation.numpy(), kg.relation[o])
+            assert data[et].edge_index.dtype == torch.int64 and data[et].edge_index.is_contiguous()
+
+
+def test_hetero_data_with_local_ids_past_int32():
+    """Local indices too large for the int32 entity table (but small enough to pack): the int64 table."""
+    rng = np.random.default_rng(1)
+    n_ent, n = 40, 500
+    modality = rng.integers(0, 2, n_ent).astype(np.int8)
+    local = np.empty(n_ent, dtype=np.int64)
+    for m in (0, 1):
+        local[modality == m] = np.arange((modality == m).sum()) * 2**31
+    kg = KnowledgeGraph(store=None, head=rng.integers(0, n_ent, n), relation=rng.integers(0, 4, n), tail=rng.integers(0, n_ent, n),
+                        modality=modality, local=local)
+    data = kg.to_hetero_data()
+    code, order = _csc_reference(kg)
+    for i, et in enumerate(EDGE_TYPES):
+        o = order[code == i]
+        assert np.array_equal(data[et].edge_index.numpy(), np.stack([local[kg.head[o]], local[kg.tail[o]]]))
+        assert np.array_equal(data[et].relation.numpy(), kg.relation[o])
+
+
+def test_first_appearance_scans_until_every_code_appeared():
+    from kgclip.graph import _first_appearance
+
+    codes = np.array([-1, 2, 2, -1, 0, 2, 0, 1, 3, 1])
+    assert _first_appearance(codes, 4, step=3).tolist() == [2, 0, 1, 3]
+    assert _first_appearance(codes, 5, step=3).tolist() == [2, 0, 1, 3]  # code 4 never appears: every slice read
+    assert _first_appearance(codes, 300).tolist() == [2, 0, 1, 3]  # many possible codes: one pass
+    assert _first_appearance(np.full(5, -1), 2).tolist() == []
