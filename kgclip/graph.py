@@ -27,6 +27,10 @@ def _writable(col: pa.ChunkedArray) -> np.ndarray:
     return arr if arr.flags.writeable else arr.copy()
 
 
+_BLOCK = 1 << 16
+"""Triplets packed or unpacked at once when the CSC order is built (their buffers stay in cache)."""
+
+
 def _is_in(col: pa.ChunkedArray, values: tuple[str, ...]) -> np.ndarray:
     """Which rows of a dictionary column hold one of ``values`` (a null does not), decided once per distinct value of each chunk."""
     if not pa.types.is_dictionary(col.type):
@@ -197,41 +201,54 @@ class KnowledgeGraph:
             return self._csc_edges_stable()  # too many to pack: a stable sort of the keys themselves
         rel_bits = max(1, int(self.relation.max()).bit_length()) if n and int(self.relation.min()) >= 0 else 64
         rel_bits = rel_bits if type_bits + dst_bits + pos_bits + rel_bits <= 63 else 0  # 0: the relation is gathered after
+        shift, dst_mask = pos_bits + rel_bits, (1 << dst_bits) - 1
         table = self.modality.astype(np.int32 if dst_bits + 2 <= 31 else np.int64)  # modality above local index
         table <<= dst_bits
         table |= self.local
-        src = np.take(table, self.head)
-        high = np.take(table, self.tail)  # modality of the tail, destination
-        mod_head = src >> dst_bits
-        mod_head <<= dst_bits + 1
-        high |= mod_head  # (edge type, destination)
-        del mod_head
-        src &= (1 << dst_bits) - 1  # the source's local index
-        shift = pos_bits + rel_bits
-        key = np.left_shift(high, shift, dtype=np.int64)
-        del high
-        low = np.arange(n, dtype=np.int64)  # the triplet numbers, and the relation below them
-        if rel_bits:
-            low <<= rel_bits
-            low |= self.relation
-        key |= low
-        del low
+        # Packing and unpacking go a block of triplets at a time through a few small buffers: each
+        # step then works in cache, and the only large arrays are the key, the sources and the outputs.
+        step = min(n, _BLOCK) or 1
+        src = np.empty(n, dtype=table.dtype)  # each triplet's source local index
+        key = np.empty(n, dtype=np.int64)
+        high, bit = np.empty(step, dtype=table.dtype), np.empty(step, dtype=table.dtype)
+        low, count = np.empty(step, dtype=np.int64), np.arange(step, dtype=np.int64)
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            h, s, t, k, w = high[: b - a], src[a:b], bit[: b - a], key[a:b], low[: b - a]
+            s[:] = np.take(table, self.head[a:b])  # (take's out= is slower: it buffers to check bounds)
+            h[:] = np.take(table, self.tail[a:b])  # modality of the tail, destination
+            np.bitwise_and(s, 1 << dst_bits, out=t)  # modality of the head ...
+            t <<= 1
+            h |= t  # ... above them: (edge type, destination)
+            s &= dst_mask
+            k[:] = h
+            k <<= shift
+            np.add(count[: b - a], a, out=w)  # the triplet numbers, and the relation below them
+            if rel_bits:
+                w <<= rel_bits
+                w |= self.relation[a:b]
+            k |= w
+        del high, bit, count
         key.sort()
         bounds = [0, *np.searchsorted(key, [i << (dst_bits + shift) for i in range(1, n_types)]).tolist(), n]
-        relation = key & ((1 << rel_bits) - 1) if rel_bits else None
-        order = np.right_shift(key, rel_bits)
-        order &= (1 << pos_bits) - 1
-        if relation is None:
-            relation = self.relation[order]
-        src = np.take(src, order)
-        del order
+        relation = np.empty(n, dtype=np.int64 if rel_bits else self.relation.dtype)
         out = []
         for i in range(n_types):
             lo, hi = bounds[i], bounds[i + 1]
             edge_index = np.empty((2, hi - lo), dtype=np.int64)
-            edge_index[0] = src[lo:hi]
-            np.right_shift(key[lo:hi], shift, out=edge_index[1])
-            edge_index[1] &= (1 << dst_bits) - 1
+            for a in range(lo, hi, step):
+                b = min(a + step, hi)
+                k, order = key[a:b], low[: b - a]
+                np.right_shift(k, rel_bits, out=order)
+                order &= (1 << pos_bits) - 1
+                if rel_bits:
+                    np.bitwise_and(k, (1 << rel_bits) - 1, out=relation[a:b])
+                else:
+                    relation[a:b] = np.take(self.relation, order)
+                edge_index[0, a - lo : b - lo] = np.take(src, order)
+                d = edge_index[1, a - lo : b - lo]
+                np.right_shift(k, shift, out=d)
+                d &= dst_mask
             out.append((edge_index, relation[lo:hi]))
         return out
 
