@@ -66,3 +66,22 @@ def test_text_classifier_and_dual_encoder_shapes():
     assert not any(p.requires_grad for p in t.clip.visual.parameters())
     img, txt, scale = DualEncoder(bb.model.clip)(images, texts)
     assert img.shape == txt.shape == (3, 128) and torch.allclose(img.norm(dim=-1), torch.ones(3)) and scale.ndim == 0
+
+
+def test_fusion_classifier_honours_image_token_pool():
+    """The fine-tuning model feeds the fusion encoder the same pooled grid as knowledge training."""
+    from kgclip.model.clip import encode_image_tokens
+    from kgclip.model.knowledge_clip import pool_image_tokens
+
+    bb = load_backbone("kgclip-demo", {**FUSION, "image_token_pool": 2})
+    m = FusionClassifier(bb.model, 5).eval()
+    images, texts = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)), bb.model.tokenizer(["what?", "no"])
+    seen = []
+    hook = bb.model.fusion.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    with torch.no_grad():
+        m(images, texts)
+        tok, _ = encode_image_tokens(bb.model.clip, images)
+        want = bb.model.image_proj(pool_image_tokens(tok, 2))
+    hook.remove()
+    assert seen[0].shape == (2, 17, 16) and torch.allclose(seen[0], want, atol=1e-6)  # 8x8 patches pooled to 4x4, class token first
+    assert torch.allclose(m.encode(images, texts), m.encode(images, texts, pad=True), atol=1e-5)

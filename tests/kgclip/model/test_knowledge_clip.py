@@ -219,3 +219,19 @@ def test_image_token_pool_shortens_the_fusion_input():
     tok = torch.randn(2, 65, 128)
     assert pooled.fusion_image_tokens(tok).shape == (2, 17, 128)
     assert torch.equal(pooled.fusion_image_tokens(tok)[:, 0], tok[:, 0])
+
+
+def test_encode_entities_gives_the_fusion_encoder_the_pooled_grid():
+    """An image entity's tokens are image_proj of the class token and the 2x2-pooled patch grid, 1 + 16 of them valid."""
+    from kgclip.model.knowledge_clip import KnowledgeCLIP, ModelConfig, pool_image_tokens
+
+    torch.manual_seed(0)
+    model = KnowledgeCLIP(ModelConfig(clip_model="kgclip-demo", fusion_width=32, fusion_layers=1, fusion_heads=2, max_text_tokens=8,
+                                      image_token_pool=2), 3).eval()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ent = model.encode_entities(EntityInputs(images, torch.tensor([1, 0]), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)), 2)
+        tok, _ = encode_image_tokens(model.clip, images)
+        want = model.image_proj(pool_image_tokens(tok, 2))
+    assert tok.shape[1] == 65 and want.shape[1] == 17 == model.entity_tokens
+    assert torch.allclose(ent.tokens[[1, 0]], want, atol=1e-6) and ent.valid.all()
