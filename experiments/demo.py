@@ -29,6 +29,7 @@ from kgclip.model import export_open_clip
 from kgclip.store import KnowledgeStore
 from kgclip.training import RunConfig, train_loop
 from kgclip.training.restore import load_trained
+from kgclip.training.rundir import check_not_in_store
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 
@@ -152,6 +153,7 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> Path:
     if cfg.pretrain.scenes < 1:
         raise ConfigError(f"pretrain.scenes must be at least 1 (the teacher is trained on them), got {cfg.pretrain.scenes}")
     out = Path(cfg.out)
+    check_not_in_store(out)  # its world and runs would be written into the store
     out.mkdir(parents=True, exist_ok=True)
     say = print
     clock = _Clock()

@@ -51,3 +51,15 @@ def test_shrunken_demo_end_to_end(tmp_path, capsys):
     import kgclip.model  # noqa: F401  (registers kgclip-demo)
 
     open_clip.create_model_and_transforms("kgclip-demo", pretrained=str(tmp_path / "towers.pt"))
+
+
+@pytest.mark.parametrize("where", ["", "sub"])
+def test_a_demo_out_that_is_or_lies_in_a_store_is_refused_before_anything_is_written(tmp_path, capsys, where):
+    from tests.conftest import write_toy_store
+    from tests.experiments.test_hostile_store import refused
+
+    write_toy_store(tmp_path / "s")
+    out = tmp_path / "s" / where if where else tmp_path / "s"
+    state = "is inside" if where else "is"
+    # before: the world was rendered into the store, then the first training refused its run folder
+    refused(capsys, tmp_path, "demo", f"out={out}", match=f"{out}: {state} the kgclip store {tmp_path / 's'}; a store folder holds only its own files")
