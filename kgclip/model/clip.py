@@ -7,6 +7,7 @@ open_clip's ``add_model_config`` when this module is imported).
 
 import logging
 import pickle
+import pickletools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,9 @@ def check_weights_file(path: str | Path) -> None:
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=head == _ZIP_MAGIC)
     except pickle.UnpicklingError as exc:
-        if head == _ZIP_MAGIC or head.startswith(_PICKLE_MAGIC):
+        # torch's zip archive or a whole pickle stream: Python objects the weights-only unpickler
+        # refuses; random bytes after a pickle header ("Unsupported operand 68") are no checkpoint at all
+        if head == _ZIP_MAGIC or (head.startswith(_PICKLE_MAGIC) and _is_pickle_stream(path)):
             raise ConfigError(f"{where}: the file holds pickled Python objects, not only weights; kgclip loads weights only "
                               f"(torch.load weights_only=True): save the state dict, torch.save({{'state_dict': model.state_dict()}}, FILE) "
                               f"({_weights_only_reason(exc)})") from None
@@ -136,6 +139,17 @@ def _first_line(exc: BaseException) -> str:
     """The first sentence of an exception's message (torch's run on for several lines)."""
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__).split(". ")[0][:200]
+
+
+def _is_pickle_stream(path: Path) -> bool:
+    """Whether the file reads as one whole pickle stream (its opcodes only: nothing is run)."""
+    try:
+        with open(path, "rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:
+        return False
+    return True
 
 
 def _weights_only_reason(exc: BaseException) -> str:
