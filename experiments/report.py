@@ -64,7 +64,8 @@ def plot_metrics(rows: dict[str, dict[str, float]], keys: list[str], out: Path) 
 def verdict(rows: dict[str, dict[str, float]], sizes: dict[str, int] | None = None) -> list[str]:
     """Plain statements of whether the paper's claims hold on the demo world, each with its margin.
 
-    Knowledge-CLIP (the last row) against the best CLIP row (the first two) for link prediction,
+    Knowledge-CLIP with the paper's recipe (the third row; a fourth, hard negatives, has its own
+    section: :func:`hard_negative_lines`) against the best CLIP row (the first two) for link prediction,
     relation-swap binding, VQA overall and its position and colour subsets, and zero-shot top-1
     against the teacher (the first row). ``sizes`` gives the number of test items behind an
     accuracy (``vqa_position``: 360), so that a margin is set against its standard error.
