@@ -58,9 +58,9 @@ def enclosing_store(path: str) -> Path | None:
 
     ``path`` itself does not count: ``prepare --overwrite`` may name a store to replace.
     """
-    from kgclip.store.placement import is_store
+    from kgclip.store.placement import store_holding
 
-    return next((p for p in Path(path).resolve().parents if is_store(p)), None)
+    return store_holding(path, include_self=False)
 
 
 def check_out(args: argparse.Namespace) -> None:

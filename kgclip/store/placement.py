@@ -62,6 +62,20 @@ def is_store(path: Path) -> bool:
     return isinstance(manifest, dict) and "format_version" in manifest
 
 
+def store_holding(path: str | os.PathLike, include_self: bool = True) -> Path | None:
+    """The kgclip store folder that ``path`` is (with ``include_self``) or lies in, links resolved; None if none.
+
+    Raises:
+        StoreError: the path cannot be resolved (a loop of symbolic links).
+    """
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError) as exc:  # Python raises RuntimeError for a link loop
+        raise StoreError(f"{path}: cannot be resolved ({exc.strerror if isinstance(exc, OSError) else 'a loop of symbolic links'})") from None
+    candidates = (resolved, *resolved.parents) if include_self else resolved.parents
+    return next((p for p in candidates if is_store(p)), None)
+
+
 def check_replaceable(path: Path, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Raise :class:`StoreError` unless ``path`` is absent or a kgclip store that may be replaced.
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from kgclip.errors import ConfigError, KgclipError
-from kgclip.store.placement import HOST, is_store, pid_alive
+from kgclip.store.placement import HOST, pid_alive, store_holding
 
 log = logging.getLogger("kgclip.training")
 
@@ -132,10 +132,9 @@ def check_not_in_store(folder: Path) -> None:
     ``--force`` would otherwise move the store aside as if it were an old run, and a run inside a
     store would mix its files with the store's.
     """
-    resolved = folder.resolve()
-    store = next((p for p in (resolved, *resolved.parents) if is_store(p)), None)
+    store = store_holding(folder)
     if store is not None:
-        where = "is" if store == resolved else "is inside"
+        where = "is" if store == folder.resolve() else "is inside"
         raise RunFolderError(f"{folder}: {where} the kgclip store {store}; a store folder holds only its own files, "
                              f"write the run elsewhere")
 

@@ -129,6 +129,18 @@ def test_1_nothing_is_written_inside_a_store(tmp_path, triples, capsys, argv, wh
     refused(capsys, tmp_path, *args, match=f"{out}: inside the kgclip store {tmp_path / 's'}; a store folder holds only its own files")
 
 
+@pytest.mark.parametrize("argv", [
+    ["prepare", "triples", "{triples}", "--out", "{out}"],
+    ["finetune", "glue", "--init", "kgclip-tiny", "--out", "{out}", "--task", "rte", "--train", "{triples}", "--eval", "{triples}"],
+    ["export", "{triples}", "--out", "{out}"],
+])
+def test_1_an_out_through_a_loop_of_links_is_one_line(tmp_path, triples, capsys, argv):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    out = tmp_path / "loop" / "x"
+    args = [a.format(triples=triples, out=out) for a in argv]
+    refused(capsys, tmp_path, *args, match=f"{out}: cannot be resolved (a loop of symbolic links)")  # before: a RuntimeError traceback
+
+
 # -- 6. leftovers of killed writers; the overwrite swap -------------------------------------------------
 
 def test_6_a_killed_prepare_leaves_a_temporary_that_the_next_prepare_removes(tmp_path, triples, capsys, monkeypatch):
