@@ -158,6 +158,19 @@ def test_resume_accepts_a_checkpoint_written_before_a_model_field_existed(tmp_pa
         train_loop(cfg3, quiet=True)
 
 
+def test_a_locked_image_tower_stays_as_it_was_and_the_rest_trains(tmp_path, store):
+    """train.lock_image: the image tower is left out of AdamW (foreach) and never changes; the text tower and new modules train."""
+    cfg, _ = _config(tmp_path, store, **{"train.lock_image": "true", "train.steps": 2, "train.checkpoint_every": 1, "train.keep_last": 2})
+    train_loop(cfg, quiet=True)
+    ckpts = tmp_path / "runs" / "t" / "checkpoints"
+    first, last = (load_checkpoint(ckpts / f"step-{i:07d}.pt") for i in (1, 2))
+    visual = [k for k in first["model"] if k.startswith("clip.visual.")]
+    assert visual and all(torch.equal(first["model"][k], last["model"][k]) for k in visual)
+    changed = {".".join(k.split(".")[:2]) for k in first["model"] if not torch.equal(first["model"][k], last["model"][k])}
+    assert {"clip.transformer", "fusion.blocks"} <= changed, changed
+    assert not any(k.startswith("clip.visual.") for k in changed)
+
+
 def test_nan_guard_names_step_and_part(tmp_path, store, monkeypatch):
     import kgclip.losses as losses
 
