@@ -362,6 +362,8 @@ class Trainer:
             raise TrainingError(f"{where}: model weights do not fit this model ({first_line(exc)})") from None
         try:
             self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:  # a checkpoint of an older kgclip saved foreach=None
+                group["foreach"] = True
             self.scheduler.load_state_dict(state["scheduler"])
         except (ValueError, KeyError) as exc:
             raise TrainingError(f"{where}: optimizer state does not fit this model's parameter groups ({exc})") from None
