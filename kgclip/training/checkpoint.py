@@ -133,6 +133,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         with warnings.catch_warnings():  # a pickle of another protocol draws a warning before the refusal
             warnings.simplefilter("ignore", UserWarning)
             ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except MemoryError:  # not the file's fault: out of memory is not "not a checkpoint" (KeyboardInterrupt is no Exception)
+        raise
     except Exception as exc:
         raise KgclipError(f"{p}: not a readable kgclip checkpoint ({unreadable_reason(exc)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
