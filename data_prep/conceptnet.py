@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from data_prep.base import Converter, option
+from data_prep.bytescan import StringBytes, byte_class, first_matches
 from data_prep.common import MAX_TEXT_CHARS, Conversion, open_binary, quoted, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
@@ -58,129 +59,14 @@ _WEIGHT = r'"weight":\s*(?P<w>-?[0-9][0-9.eE+-]*)'
 _DATASET = r'"dataset":\s*"(?P<d>[^"]*)"'
 
 
-_SCAN_STEPS = 64
-"""Bytes of whitespace or of a number scanned a step at a time for all rows at once; a row with a
-longer run (never in ConceptNet) is decided by the regular expression instead."""
-
-
-def _byte_class(chars: bytes) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(chars)] = True
-    return table
-
-
-_SPACE = _byte_class(b"\t\n\f\r ")  # RE2's \s
-_DIGIT = _byte_class(b"0123456789")
-_NUMBER = _byte_class(b"0123456789.eE+-")
-
-
-class _Bytes:
-    """The UTF-8 bytes of a string array's rows, for byte-level scans in numpy.
-
-    Every pattern looked for is ASCII: in valid UTF-8 an ASCII byte is always that character, so
-    matching bytes matches characters. A scan never reads past its row's end (``end``).
-    """
-
-    def __init__(self, arr: pa.Array) -> None:
-        self.arr = arr
-        n = len(arr)
-        width = 8 if pa.types.is_large_string(arr.type) else 4
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if width == 8 else np.int32, count=n + 1, offset=arr.offset * width)
-        self.offsets = offsets.astype(np.int64)
-        values = arr.buffers()[2]
-        self.values = values if values is not None and len(values) >= 8 else pa.py_buffer(bytes(values or b"").ljust(8, b"\0"))
-        self.data = np.frombuffer(self.values, dtype=np.uint8)
-        self.last = len(self.data) - 1
-        # the 8 bytes from each position as one little-endian word (the last 7 positions have none)
-        self.words = np.ndarray(shape=(len(self.data) - 7,), dtype="<u8", buffer=self.data, strides=(1,))
-
-    def byte(self, pos: np.ndarray) -> np.ndarray:
-        """The byte at each position (any byte past the buffer's end: the caller checks ``end``)."""
-        return self.data[np.minimum(pos, self.last)]
-
-    def find(self, literal: bytes, anchor: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every occurrence of ``literal`` (9 bytes or more) inside a row, in order: (row, position just after it).
-
-        Candidates are the positions of ``literal[anchor]`` (a rare byte of it), checked a word of 8 bytes at a time.
-        """
-        lo, hi, k = int(self.offsets[0]), int(self.offsets[-1]), len(literal)
-        start = np.flatnonzero(self.data[lo:hi] == literal[anchor]) + (lo - anchor)
-        start = start[(start >= lo) & (start + k <= hi)]
-        for j in range(0, k, 8):  # the last word overlaps the one before it when k is not a multiple of 8
-            j = min(j, k - 8)
-            start = start[self.words[start + j] == int.from_bytes(literal[j : j + 8], "little")]
-        row = np.searchsorted(self.offsets, start, side="right") - 1
-        inside = start + k <= self.offsets[row + 1]
-        return row[inside], start[inside] + k
-
-    def skip(self, pos: np.ndarray, end: np.ndarray, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each position moved past the bytes of class ``cls`` that follow it (within its row);
-        and where that run was longer than ``_SCAN_STEPS`` (the position is then not final)."""
-        pos = pos.copy()
-        active = np.flatnonzero(cls[self.byte(pos)] & (pos < end))
-        for _ in range(_SCAN_STEPS):
-            if not len(active):
-                break
-            p = pos[active] + 1
-            pos[active] = p
-            active = active[cls[self.byte(p)] & (p < end[active])]
-        long = np.zeros(len(pos), dtype=bool)
-        long[active] = True
-        return pos, long
-
-    def strings(self, start: np.ndarray, stop: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-        """The strings of bytes ``start[i]:stop[i]`` (each within one row, on character
-        boundaries); null where ``valid`` is false (its start and stop equal)."""
-        n = len(start)
-        lengths = stop - start
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        idx = np.repeat(start - offsets[:-1], lengths)
-        idx += np.arange(len(idx), dtype=np.int64)
-        bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
-        nulls = 0 if valid is None else int(n - np.count_nonzero(valid))
-        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(self.data[idx]), bitmap, nulls)
-
-    def tails(self, start: np.ndarray) -> pa.Array:
-        """Strings from each of the ascending positions ``start`` to the next one (the last: to the
-        end of the last row), without copying: they cross rows, so only their beginnings are used."""
-        offsets = np.append(start, self.offsets[-1]).astype(np.int32)
-        return pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets), self.values)
-
-
-def _decide(b: _Bytes, row: np.ndarray, status: np.ndarray, start: np.ndarray, stop: np.ndarray, pattern: str, group: str) -> pa.Array:
-    """A regular expression's group for every row from its occurrences' outcomes.
-
-    Occurrences come in order (row, position); ``status`` is 1 where the pattern matches there
-    (the group at ``start:stop``), 0 where it does not, 2 where the scan could not tell. The
-    first occurrence of a row that does not fail decides it: the leftmost match, as the regular
-    expression finds it; rows left undecided are run through the expression itself.
-    """
-    n = len(b.arr)
-    live = np.flatnonzero(status)
-    row = row[live]
-    first = np.ones(len(row), dtype=bool)
-    first[1:] = row[1:] != row[:-1]
-    live, row = live[first], row[first]
-    begin, finish = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    found = np.zeros(n, dtype=bool)
-    matched = status[live] == 1
-    found[row[matched]] = True
-    begin[row[matched]] = start[live[matched]]
-    finish[row[matched]] = stop[live[matched]]
-    result = b.strings(begin, finish, found)
-    unsure = row[~matched]
-    if len(unsure):  # a run longer than the scan follows: the expression decides these rows
-        exact = pc.struct_field(pc.extract_regex(b.arr.take(pa.array(unsure)), pattern), group).cast(pa.string())
-        pick = np.arange(n)
-        pick[unsure] = n + np.arange(len(unsure))
-        result = pa.concat_arrays([result, exact]).take(pa.array(pick))
-    return result
+_SPACE = byte_class(b"\t\n\f\r ")  # RE2's \s
+_DIGIT = byte_class(b"0123456789")
+_NUMBER = byte_class(b"0123456789.eE+-")
 
 
 def _weight_text(info: pa.Array) -> pa.Array:
     """``_WEIGHT``'s number in each row (null where it does not match), by a byte scan in numpy."""
-    b = _Bytes(info)
+    b = StringBytes(info)
     row, pos = b.find(b'"weight":', 1)
     end = b.offsets[row + 1]
     pos, long = b.skip(pos, end, _SPACE)
@@ -189,12 +75,12 @@ def _weight_text(info: pa.Array) -> pa.Array:
     digit = _DIGIT[b.byte(pos)] & (pos < end)
     stop, long_number = b.skip(pos, end, _NUMBER)
     status = np.where(long | (digit & long_number), 2, digit).astype(np.int8)
-    return _decide(b, row, status, start, stop, _WEIGHT, "w")
+    return first_matches(b, row, status, start, stop, _WEIGHT, "w")
 
 
 def _dataset_text(info: pa.Array) -> pa.Array:
     """``_DATASET``'s value in each row (null where it does not match), by a byte scan in numpy."""
-    b = _Bytes(info)
+    b = StringBytes(info)
     row, pos = b.find(b'"dataset":', 1)
     end = b.offsets[row + 1]
     pos, long = b.skip(pos, end, _SPACE)
@@ -206,7 +92,7 @@ def _dataset_text(info: pa.Array) -> pa.Array:
         found = pc.find_substring(b.tails(start[at]), '"').to_numpy()
         stop[at] = np.where(found >= 0, start[at] + found, np.iinfo(np.int64).max)
     status = np.where(long, 2, quote & (stop < end)).astype(np.int8)
-    return _decide(b, row, status, start, stop, _DATASET, "d")
+    return first_matches(b, row, status, start, stop, _DATASET, "d")
 
 
 class _Nodes:
@@ -218,7 +104,7 @@ class _Nodes:
     """
 
     def __init__(self, uri: pa.Array) -> None:
-        b = self._bytes = _Bytes(uri)
+        b = self._bytes = StringBytes(uri)
         lo, hi = b.offsets[:-1], b.offsets[1:]
         ok = (hi - lo >= 3) & (b.byte(lo) == ord("/")) & (b.byte(lo + 1) == ord("c")) & (b.byte(lo + 2) == ord("/"))
         lang_end = self._next_slash(np.where(ok, lo + 3, lo), hi, ok)  # the slash after the language
