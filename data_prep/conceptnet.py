@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from data_prep.base import Converter, option
-from data_prep.bytescan import StringBytes, byte_class, first_matches
 from data_prep.common import MAX_TEXT_CHARS, Conversion, open_binary, quoted, require_file
 from kgclip import progress
 from kgclip.errors import SourceError
@@ -57,77 +56,6 @@ RELATION_TEXT = {
 _NODE = r"^/c/(?P<lang>[^/]+)/(?P<term>[^/]+)"
 _WEIGHT = r'"weight":\s*(?P<w>-?[0-9][0-9.eE+-]*)'
 _DATASET = r'"dataset":\s*"(?P<d>[^"]*)"'
-
-
-_SPACE = byte_class(b"\t\n\f\r ")  # RE2's \s
-_DIGIT = byte_class(b"0123456789")
-_NUMBER = byte_class(b"0123456789.eE+-")
-
-
-def _weight_text(info: pa.Array) -> pa.Array:
-    """``_WEIGHT``'s number in each row (null where it does not match), by a byte scan in numpy."""
-    b = StringBytes(info)
-    row, pos = b.find(b'"weight":', 1)
-    end = b.offsets[row + 1]
-    pos, long = b.skip(pos, end, _SPACE)
-    start = pos
-    pos = pos + ((b.byte(pos) == ord("-")) & (pos < end))
-    digit = _DIGIT[b.byte(pos)] & (pos < end)
-    stop, long_number = b.skip(pos, end, _NUMBER)
-    status = np.where(long | (digit & long_number), 2, digit).astype(np.int8)
-    return first_matches(b, row, status, start, stop, _WEIGHT, "w")
-
-
-def _dataset_text(info: pa.Array) -> pa.Array:
-    """``_DATASET``'s value in each row (null where it does not match), by a byte scan in numpy."""
-    b = StringBytes(info)
-    row, pos = b.find(b'"dataset":', 1)
-    end = b.offsets[row + 1]
-    pos, long = b.skip(pos, end, _SPACE)
-    quote = ~long & (b.byte(pos) == ord('"')) & (pos < end)
-    start = pos + 1
-    stop = np.zeros(len(row), dtype=np.int64)
-    if quote.any():  # the closing quote: the first one after the opening quote, if within the row
-        at = np.flatnonzero(quote)
-        found = pc.find_substring(b.tails(start[at]), '"').to_numpy()
-        stop[at] = np.where(found >= 0, start[at] + found, np.iinfo(np.int64).max)
-    status = np.where(long, 2, quote & (stop < end)).astype(np.int8)
-    return first_matches(b, row, status, start, stop, _DATASET, "d")
-
-
-class _Nodes:
-    """``_NODE`` on each node URI, by a byte scan (``/c/<lang>/<term>``, the lang and term without a slash).
-
-    Attributes:
-        ok: where the URI matches.
-        lang: the language of each URI (null where it does not match).
-    """
-
-    def __init__(self, uri: pa.Array) -> None:
-        b = self._bytes = StringBytes(uri)
-        lo, hi = b.offsets[:-1], b.offsets[1:]
-        ok = (hi - lo >= 3) & (b.byte(lo) == ord("/")) & (b.byte(lo + 1) == ord("c")) & (b.byte(lo + 2) == ord("/"))
-        lang_end = self._next_slash(np.where(ok, lo + 3, lo), hi, ok)  # the slash after the language
-        ok &= (lang_end >= 0) & (lang_end > lo + 3)
-        term_end = self._next_slash(np.where(ok, lang_end + 1, lo), hi, ok)
-        self.term_start, self.term_end = lang_end + 1, np.where(term_end >= 0, term_end, hi)
-        ok &= self.term_end > self.term_start
-        self.ok = ok
-        self.lang = b.strings(np.where(ok, lo + 3, lo), np.where(ok, lang_end, lo), ok)
-
-    def _next_slash(self, start: np.ndarray, end: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """For the ``rows``: the position of the first slash at or after ``start`` within the row; -1 elsewhere."""
-        out = np.full(len(start), -1, dtype=np.int64)
-        at = np.flatnonzero(rows)
-        if len(at):
-            k = pc.find_substring(self._bytes.tails(start[at]), "/").to_numpy()
-            pos = start[at] + k
-            out[at] = np.where((k >= 0) & (pos < end[at]), pos, -1)
-        return out
-
-    def terms(self, index: np.ndarray) -> pa.Array:
-        """The terms of the URIs at ``index`` (all of which match)."""
-        return self._bytes.strings(self.term_start[index], self.term_end[index])
 
 
 def relation_key(name: str) -> str:
@@ -288,15 +216,15 @@ def _convert_block(table, writer, conv, lang_set, rel_set, min_weight, rel_ids) 
     nodes = pc.dictionary_encode(pa.concat_arrays(table["start"].chunks + table["end"].chunks))
     node_index = nodes.indices.to_numpy()
     start, end = node_index[:n], node_index[n:]
-    parsed = _Nodes(nodes.dictionary)
-    node_ok = parsed.ok
+    parsed = pc.extract_regex(nodes.dictionary, _NODE)
+    node_ok = pc.is_valid(parsed).to_numpy(zero_copy_only=False)
     rows.keep(node_ok[start] & node_ok[end], "node is not /c/<lang>/<term>", bad=True)
     if lang_set is not None:
-        lang_ok = pc.fill_null(pc.is_in(parsed.lang, value_set=lang_set), False).to_numpy(zero_copy_only=False)
+        lang_ok = pc.fill_null(pc.is_in(pc.struct_field(parsed, "lang"), value_set=lang_set), False).to_numpy(zero_copy_only=False)
         rows.keep(lang_ok[start] & lang_ok[end], "language not selected", bad=False)
     kept = np.flatnonzero(rows.alive)
-    info = table["info"].take(pa.array(kept)).combine_chunks()
-    text = _weight_text(info)
+    info = table["info"].take(pa.array(kept))
+    text = pc.struct_field(pc.extract_regex(info, _WEIGHT), "w")
     ok = pc.is_valid(text).to_numpy(zero_copy_only=False)
     rows.keep(_widen(ok, kept, n), "no weight in the JSON column", bad=True)
     weight, number = _numbers(text)
@@ -309,13 +237,13 @@ def _convert_block(table, writer, conv, lang_set, rel_set, min_weight, rel_ids) 
     if not ok.any():
         return
     kept, info, weight = kept[ok], info.filter(pa.array(ok)), weight[ok]
-    dataset = _dataset_text(info)
+    dataset = pc.struct_field(pc.extract_regex(info, _DATASET), "d")
 
     # The block's nodes, in order of first appearance (starts, then ends), each looked up or added once.
     start, end = start[kept], end[kept]
     used = pd.unique(np.concatenate([start, end]))
     uri = nodes.dictionary.take(pa.array(used))
-    terms = parsed.terms(used)
+    terms = pc.struct_field(parsed, "term").take(pa.array(used))
     texts = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.replace_substring(terms, "_", " "), "NFC"))
     long = pc.greater(pc.utf8_length(texts), MAX_TEXT_CHARS).to_numpy(zero_copy_only=False)
     if long.any():
@@ -343,11 +271,11 @@ def _convert_block(table, writer, conv, lang_set, rel_set, min_weight, rel_ids) 
 
 
 _FLOAT = r"^-?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?$"
-"""The numbers pyarrow's cast to float64 reads, of those ``_WEIGHT`` finds."""
+"""Of the texts ``_WEIGHT`` finds, those pyarrow's cast to float64 reads (``1-2`` or ``1e`` it refuses)."""
 
 
-def _numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Each string as a float64 (NaN where null or not a number), and where it is a number."""
+def _numbers(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Each string as a float64 (NaN where null or not a number), and where it is a number (or null)."""
     try:
         values = pc.cast(text, pa.float64(), safe=False)
         return pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False), np.ones(len(text), dtype=bool)
@@ -361,10 +289,10 @@ def _numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     except pa.ArrowInvalid:  # never seen: one at a time then
         for i, v in zip(at.tolist(), text.take(pa.array(at)).to_pylist(), strict=True):
             try:
-                out[i] = pc.cast(pa.array([v]), pa.float64(), safe=False)[0].as_py()
+                out[i] = pc.cast(pa.array([v], pa.string()), pa.float64(), safe=False)[0].as_py()
             except pa.ArrowInvalid:
                 readable[i] = False
-    return out, readable
+    return out, readable | pc.is_null(text).to_numpy(zero_copy_only=False)
 
 
 def _widen(ok: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
