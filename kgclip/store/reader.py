@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -28,6 +29,8 @@ from kgclip.store.format import (
     TRIPLET_SCHEMA,
     TRIPLETS_DIR,
 )
+
+log = logging.getLogger(__name__)
 
 
 def one_line(exc: BaseException) -> str:
@@ -150,6 +153,7 @@ class KnowledgeStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._warned_no_table = False
         if not self.path.is_dir():
             aside = sorted(self.path.parent.glob(f".{glob_escape(self.path.name)}.old-*")) if self.path.parent.is_dir() else []
             hint = f" (an interrupted overwrite left the old store at {aside[0].name}; the next prepare into {self.path.parent} restores it)" if aside else ""
@@ -294,10 +298,15 @@ class KnowledgeStore:
 
         Sizes and the list of files always (a ``stat`` per file); with ``hashes`` also every file's
         SHA-256 (reads all data). Stores written before the table existed have nothing to compare:
-        an empty list.
+        an empty list, and a warning (once per store object) that changes cannot be detected.
         """
         table = self.manifest.get("files")
-        return [] if table is None else file_problems(self.path, table, hashes=hashes)
+        if table is None:
+            if not self._warned_no_table:
+                self._warned_no_table = True
+                log.warning("%s: no file hashes in %s: content changes cannot be detected; rewrite the store to add them", self.path, MANIFEST)
+            return []
+        return file_problems(self.path, table, hashes=hashes)
 
     def fingerprint(self) -> str:
         """A short hash that changes whenever the store is rewritten or a data file is added, removed or resized.

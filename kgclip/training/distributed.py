@@ -137,14 +137,21 @@ class OutputTap:
         self._handle.remove()
 
 
-def mean_over_ranks(values: dict[str, float], env: DistEnv) -> dict[str, float]:
-    """The mean of each value over all ranks (the global batch's loss, not this rank's)."""
-    if not env.distributed or not values:
-        return values
-    keys = sorted(values)
-    vals = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=env.device)
-    dist.all_reduce(vals)
-    return dict(zip(keys, (vals / env.world_size).tolist(), strict=True))
+def mean_over_ranks(values: "dict[str, Tensor | float]", env: DistEnv) -> dict[str, float]:
+    """The mean of each value over all ranks (the global batch's loss, not this rank's), as floats.
+
+    Values may be tensors on the device: they are read back in one piece (one device sync), after
+    one all-reduce on several ranks (none on one process).
+    """
+    if not values:
+        return {}
+    keys = sorted(values)  # the same order on every rank
+    vals = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=env.device).reshape(()) for k in keys])
+    if env.distributed:
+        dist.all_reduce(vals)
+        vals = vals / env.world_size
+    out = dict(zip(keys, vals.tolist(), strict=True))
+    return {k: out[k] for k in values}
 
 
 def on_main(env: DistEnv, fn):

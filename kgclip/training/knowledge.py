@@ -141,7 +141,9 @@ class KnowledgeTask:
         The store is changed when its fingerprint differs from the checkpoint's (a rewritten manifest,
         a file added, removed or resized) or when a data file's content no longer matches the SHA-256
         the manifest recorded at writing (an edit in place to the same size): every data file is
-        read once here, on resume only.
+        read once here, on resume only, by the main rank only (the Trainer shares the verdict). A
+        store written before manifests held the files' hashes is only fingerprinted (a warning
+        says so).
         """
         if not force:
             if ckpt.get("store_fingerprint") != self.fingerprint:

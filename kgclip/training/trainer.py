@@ -8,8 +8,9 @@ the batches and the loss. Everything else is the Trainer's, the same for every t
 - building: seeding, the device, AdamW over the task's parameter groups, the cosine schedule with
   warm-up (:mod:`~kgclip.training.schedule`), DistributedDataParallel
   (:mod:`~kgclip.training.distributed`); an error on one rank (a bad batch, a failed write on
-  the main rank) is raised on every rank at the next agreement point (after building, after each
-  micro-batch is fetched, after each step's records and checkpoint), never leaving ranks waiting;
+  the main rank) is raised on every rank at the next agreement point (after building, after a
+  step's micro-batches are fetched, after each step's records and checkpoint), never leaving ranks
+  waiting; one process pays no collective at all;
 - one optimizer step (:meth:`Trainer.step`): micro-batches for gradient accumulation, bf16
   autocast on GPU (:mod:`~kgclip.training.precision`), the DDP zero-sum work-around, a guard
   naming the step and loss part that went non-finite, gradient clipping;
@@ -32,6 +33,7 @@ Use::
 ``config.yaml`` and in every checkpoint.
 """
 
+import itertools
 import logging
 import random
 import time
@@ -140,7 +142,8 @@ class TrainTask(Protocol):
     def check_resume(self, ckpt: dict[str, Any], force: bool) -> None:
         """Raise a KgclipError if ``ckpt`` does not fit this task (changed data, another model);
         ``force`` waives what the user may waive (a changed store). The Trainer puts the
-        checkpoint's path in front of the message."""
+        checkpoint's path in front of the message. Called on the main rank only (it may read all
+        the data); on several ranks its error is raised on every rank."""
         ...
 
 
@@ -281,29 +284,30 @@ class Trainer:
 
         Args:
             batch: one batch, or an iterable of exactly ``optim.accum_steps`` micro-batches (whose
-                gradients accumulate; each loss is divided by ``accum_steps``). Batches may be on
-                the CPU; they are moved to the device one at a time.
+                gradients accumulate; each loss is divided by ``accum_steps``). All of them are
+                fetched first (one agreement point per step, before any forward); they may be on
+                the CPU and are moved to the device one at a time.
 
         Raises:
-            TrainingError: a non-finite loss (naming the step, the parts, the last checkpoint).
-            KgclipError: a batch failed to load here; RankFailed: on another rank.
+            TrainingError: a non-finite loss (naming the step, the parts, the last checkpoint), or
+            not ``accum_steps`` micro-batches. KgclipError: a batch failed to load here;
+            RankFailed: on another rank (either error, raised on every rank).
         """
         assert self.optimizer is not None, "call build() first"
         env, accum = self.env, self.config.optim.accum_steps
-        micro = iter([batch] if isinstance(batch, Batch) else batch)
-        div = 1 if isinstance(batch, Batch) else accum
+        single = isinstance(batch, Batch)
+        div = 1 if single else accum
+        with together(env):  # the step's one agreement point, before the forward's collectives
+            fetched = [batch] if single else list(itertools.islice(iter(batch), div + 1))  # a failed fetch stops every rank here
+            if len(fetched) != div:  # on every rank, not only where the count is off
+                got = len(fetched) if len(fetched) <= div else f"more than {div}"
+                raise TrainingError(f"step {self.global_step + 1}: got {got} micro-batches, optim.accum_steps is {accum}")
+            self._dropped += sum(int(getattr(b, "dropped", 0)) for b in fetched)
         self.optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
-        count = examples = 0
-        while True:
-            with together(env):  # a batch that fails to load on one rank stops every rank here, before the forward's collectives
-                b = next(micro, None)
-                if b is not None:
-                    self._dropped += int(getattr(b, "dropped", 0))
-                    b = b.to(env.device)
-            if b is None:
-                break
-            count += 1
+        sums: dict[str, Tensor] = {}  # on the device: read once per step, not once per micro-batch
+        examples = 0
+        for b in fetched:
+            b = b.to(env.device)
             examples += len(b)
             with autocast(self.config.train.precision, env.device):
                 if self._tap is None:
@@ -312,18 +316,13 @@ class Trainer:
                     with self._tap:
                         total, parts = self.task.loss(self.model, b)
                     total = total + self._tap.zero_sum()
-            names = ["loss", *parts]
-            values = torch.stack([total.detach().float(), *(v.detach().float().reshape(()) for v in parts.values())]).tolist()
-            if not env.distributed:  # on several ranks, checked after the mean so that every rank stops
-                self._check_finite(dict(zip(names, values, strict=True)))
             (total / div).backward()
-            for k, v in zip(names, values, strict=True):
-                sums[k] = sums.get(k, 0.0) + v / div
-        if count != div:
-            raise TrainingError(f"step {self.global_step + 1}: got {count} micro-batches, optim.accum_steps is {accum}")
-        sums = mean_over_ranks(sums, env)
-        if env.distributed:
-            self._check_finite(sums)
+            for k, v in {"loss": total, **parts}.items():  # a non-finite value stays non-finite in the sum
+                v = v.detach().to(torch.float64).reshape(()) / div
+                sums[k] = sums[k] + v if k in sums else v
+        fetched = b = None  # the batches' memory is free for the optimizer step
+        means = mean_over_ranks(sums, env)
+        self._check_finite(means)  # after the mean, so that on several ranks every rank stops; before the update
         if self.config.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.core.parameters(), self.config.optim.grad_clip)
         self.last_lrs = {}
@@ -334,7 +333,7 @@ class Trainer:
         self.global_step += 1
         self._between = self._snapshot()  # an interrupt in the next step resumes from here
         self._examples = examples
-        return sums
+        return means
 
     def _check_finite(self, values: dict[str, float]) -> None:
         if all(np.isfinite(v) for v in values.values()):
@@ -401,18 +400,28 @@ class Trainer:
         return found[0]
 
     def _find_checkpoint(self, spec: str | Path) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]]:
-        """(path, checkpoint, skipped) checked by the task; reads only, so it can run before the run folder is opened."""
-        if str(spec) == "latest":
-            if not list_checkpoints(self.run_dir):
-                raise TrainingError(f"{self.run_dir}: nothing to resume (no checkpoint in {self.run_dir / 'checkpoints'})")
-            path, ckpt, skipped = newest_loadable(self.run_dir)
-        else:
-            path = resolve_checkpoint(spec)
-            ckpt, skipped = load_checkpoint(path), []
-        try:
-            self.task.check_resume(ckpt, self.force)
-        except KgclipError as exc:
-            raise type(exc)(f"{path}: {exc}") from None
+        """(path, checkpoint, skipped) checked by the task; reads only, so it can run before the run folder is opened.
+
+        Every rank reads the checkpoint (an error on one is raised on every rank); the task checks
+        it on the main rank only (:meth:`TrainTask.check_resume` may read the whole store) and its
+        refusal is raised on every rank.
+        """
+        with together(self.env):
+            if str(spec) == "latest":
+                if not list_checkpoints(self.run_dir):
+                    raise TrainingError(f"{self.run_dir}: nothing to resume (no checkpoint in {self.run_dir / 'checkpoints'})")
+                path, ckpt, skipped = newest_loadable(self.run_dir)
+            else:
+                path = resolve_checkpoint(spec)
+                ckpt, skipped = load_checkpoint(path), []
+
+        def check() -> None:
+            try:
+                self.task.check_resume(ckpt, self.force)
+            except KgclipError as exc:
+                raise type(exc)(f"{path}: {exc}") from None
+
+        on_main(self.env, check)
         return path, ckpt, skipped
 
     def _in_this_run(self, path: Path) -> bool:
@@ -450,13 +459,12 @@ class Trainer:
             state of the last finished step.
         """
         spec = self.config.train.resume
-        with together(self.env):
-            found = self._find_checkpoint(spec) if spec else None
-        here = found is not None and self._in_this_run(found[0])
         cfg = self.config
-        on_main(self.env, lambda: check_run_folder(cfg.run_dir, cfg.name, resume=here, force=self.force))
         lock: RunLock | None = None
-        with RunLog(self.env.is_main) as run_log:
+        with RunLog(self.env.is_main) as run_log:  # kept in memory until the run folder exists; nothing written if refused
+            found = self._find_checkpoint(spec) if spec else None
+            here = found is not None and self._in_this_run(found[0])
+            on_main(self.env, lambda: check_run_folder(cfg.run_dir, cfg.name, resume=here, force=self.force))
             try:
                 if self.model is None:
                     self.build()  # bad data or model settings fail here, before the run folder exists

@@ -7,6 +7,7 @@ other one has finished, so a rank that only learns of the failure from a dead pe
 in time.
 """
 
+import json
 import os
 import socket
 import time
@@ -15,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kgclip.errors import KgclipError
-from kgclip.training import Trainer, trainer
+from kgclip.errors import ConfigError, KgclipError
+from kgclip.training import OptimConfig, Trainer, trainer
 from kgclip.training.distributed import DistEnv, RankFailed, raise_together, together
-from tests.kgclip.training.test_trainer import ToyLoader, ToyTask, _cfg
+from tests.kgclip.training.test_trainer import ToyConfig, ToyLoader, ToyTask, _cfg
 
 LINGER_S = 60
 
@@ -127,3 +128,64 @@ def test_on_one_process_an_error_is_raised_as_it_was():
         with together(DistEnv()):
             raise KeyboardInterrupt
     assert issubclass(RankFailed, KgclipError)  # the CLI prints it in one line, exit 2
+
+
+class RefusingTask(ToyTask):
+    """Refuses every checkpoint; notes which rank checked."""
+
+    def __init__(self, folder: str, rank: int) -> None:
+        super().__init__()
+        self.folder, self.rank = folder, rank
+
+    def check_resume(self, ckpt, force):
+        Path(self.folder, f"checked{self.rank}").touch()
+        raise ConfigError("another vocabulary")
+
+
+def _outcome(fn) -> str:
+    try:
+        fn()
+        return "finished"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _rank_steps(rank: int, world: int, port: int, folder: str) -> None:
+    """Several cases in one process group (each failure is agreed, so the group stays usable)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    env, out = DistEnv(rank=rank, local_rank=rank, world_size=world), {}
+    base = _cfg(Path(folder), steps=2, checkpoint_every=2)
+    t = Trainer(ToyTask(), ToyConfig(run_dir=base.run_dir, train=base.train, optim=OptimConfig(accum_steps=2)), env=env, quiet=True).build()
+    b = [t.loader.batch(0, i) for i in range(2)]
+    calls, all_reduce = [], torch.distributed.all_reduce
+    torch.distributed.all_reduce = lambda *a, **k: calls.append(1) or all_reduce(*a, **k)
+    t.step(b)
+    torch.distributed.all_reduce = all_reduce
+    out["all_reduces_per_step"] = len(calls)
+    out["short_step"] = _outcome(lambda: t.step(b[: 2 - rank]))  # rank 1 brings one micro-batch of two
+    Trainer(ToyTask(), base, env=env, quiet=True).fit()
+    out["refused_resume"] = _outcome(lambda: Trainer(RefusingTask(folder, rank), _cfg(Path(folder), resume="latest", steps=4), env=env,
+                                                     quiet=True).fit())
+    Path(folder, f"rank{rank}.json").write_text(json.dumps(out))
+    os._exit(0)
+
+
+def test_one_agreement_per_step_a_short_step_and_a_refused_resume_reach_every_rank(tmp_path):
+    ctx = torch.multiprocessing.spawn(_rank_steps, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the two ranks did not finish")  # before: rank 0 waited in DDP's all-reduce of its second micro-batch
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    # the fetch agreement and the loss mean: before, one agreement (all-reduce + .item()) per micro-batch made it 3
+    assert r0["all_reduces_per_step"] == r1["all_reduces_per_step"] == 2
+    assert r1["short_step"] == "TrainingError: step 2: got 1 micro-batches, optim.accum_steps is 2"
+    assert r0["short_step"] == "RankFailed: rank 1: step 2: got 1 micro-batches, optim.accum_steps is 2"
+    ckpt = tmp_path / "runs" / "toy" / "checkpoints" / "step-0000002.pt"
+    assert r0["refused_resume"] == f"ConfigError: {ckpt}: another vocabulary"
+    assert r1["refused_resume"] == f"KgclipError: {ckpt}: another vocabulary"  # the main rank's verdict, same line
+    assert (tmp_path / "checked0").exists() and not (tmp_path / "checked1").exists()  # the store is read by the main rank only

@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import shutil
 import signal
@@ -133,6 +134,19 @@ def test_resume_refuses_a_changed_store_unless_forced(tmp_path, store):
     with pytest.raises(TrainingError, match="changed since this checkpoint"):
         train_loop(cfg2, quiet=True)
     assert train_loop(cfg2, force=True, quiet=True).steps == 6
+
+
+def test_resume_of_a_store_without_file_hashes_warns_once(tmp_path, store, capfd):
+    manifest = store / "manifest.json"
+    m = json.loads(manifest.read_text())
+    del m["files"]  # as an older kgclip wrote it
+    manifest.write_text(json.dumps(m))
+    warning = f"{store}: no file hashes in manifest.json: content changes cannot be detected; rewrite the store to add them"
+    train_loop(_config(tmp_path, store, **{"train.steps": 2})[0], quiet=True)
+    assert warning not in capfd.readouterr().err  # only resuming compares the files
+    assert train_loop(_config(tmp_path, store, **{"train.resume": "latest", "train.steps": 3})[0], quiet=True).steps == 3
+    assert capfd.readouterr().err.count(warning) == 1  # before: resumed saying nothing
+    assert warning in (tmp_path / "runs" / "t" / "train.log").read_text()
 
 
 def test_resume_refuses_another_model_config(tmp_path, store):

@@ -251,3 +251,14 @@ def test_output_tap_joins_every_recorded_output_with_zero_weight():
     z.backward()
     assert torch.equal(lin.weight.grad, torch.zeros(2, 2))  # every parameter gets a (zero) gradient
     tap.close()
+
+
+def test_one_process_pays_no_collective(tmp_path, monkeypatch):
+    def collective(*args, **kwargs):
+        raise AssertionError("a collective on one process")
+
+    for name in ("all_reduce", "all_gather", "all_gather_object", "broadcast", "broadcast_object_list", "barrier"):
+        monkeypatch.setattr(torch.distributed, name, collective)
+    cfg = replace(_cfg(tmp_path), optim=replace(ToyConfig().optim, accum_steps=2))
+    assert Trainer(ToyTask(), cfg, env=DistEnv(), quiet=True).fit().steps == 6
+    assert Trainer(ToyTask(), replace(cfg, train=replace(cfg.train, resume="latest", steps=8)), env=DistEnv(), quiet=True).fit().steps == 8
