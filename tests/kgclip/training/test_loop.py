@@ -245,6 +245,35 @@ def test_two_gloo_processes_match_one_process_with_double_batch(tmp_path, store)
             assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-4, abs=1e-5), (ra["step"], k)
 
 
+def _rank_store(rank: int, world: int, port: int, data: dict, folder: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if rank == 1:  # this rank's store does not open
+        data = {**data, "data": {**data["data"], "store": os.path.join(folder, "no-store")}}
+    try:
+        train_loop(from_dict(RunConfig, data), quiet=True)
+        outcome = "finished"
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    Path(folder, f"rank{rank}.txt").write_text(outcome)
+    os._exit(0)
+
+
+def test_a_store_that_does_not_open_on_one_rank_stops_every_rank(tmp_path, store):
+    _, data = _config(tmp_path, store)
+    ctx = torch.multiprocessing.spawn(_rank_store, args=(2, _free_port(), data, str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:  # before: rank 0 waited at the rendezvous that rank 1 never reached
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the two ranks did not finish")
+    line = f"{tmp_path / 'no-store'}: no such store folder"
+    assert (tmp_path / "rank1.txt").read_text() == f"StoreError: {line}"
+    assert (tmp_path / "rank0.txt").read_text() == f"RankFailed: rank 1: {line}"
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, store):
     _, data = _config(tmp_path, store, **{"train.steps": 400, "train.checkpoint_every": 1000, "name": "int"})
