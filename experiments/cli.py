@@ -1,8 +1,8 @@
 """The ``kgclip`` console command.
 
 Each verb lives in its own module with ``add_parser(subparsers)``; this file only assembles them,
-refuses an ``--out`` inside a knowledge store (for every verb: a store folder holds only its own
-files, and replacing the store would take them along) and turns user errors
+refuses an ``--out`` (or ``inspect --png``) inside a knowledge store (for every verb: a store folder
+holds only its own files, and replacing the store would take them along) and turns user errors
 (:class:`kgclip.errors.KgclipError`) into one line and exit code 2.
 """
 
@@ -63,14 +63,19 @@ def enclosing_store(path: str) -> Path | None:
     return store_holding(path, include_self=False)
 
 
+# The flags of any verb that name a file or folder the command writes.
+OUTPUT_FLAGS = ("out", "png")
+
+
 def check_out(args: argparse.Namespace) -> None:
-    """Refuse an ``--out`` inside a knowledge store (a StoreError naming both)."""
+    """Refuse an output flag (``--out``, ``--png``) inside a knowledge store (a StoreError naming both)."""
     from kgclip.errors import StoreError
 
-    out = getattr(args, "out", None)
-    store = enclosing_store(out) if isinstance(out, str) and out else None
-    if store is not None:
-        raise StoreError(f"{out}: inside the kgclip store {store}; a store folder holds only its own files, write elsewhere")
+    for flag in OUTPUT_FLAGS:
+        out = getattr(args, flag, None)
+        store = enclosing_store(out) if isinstance(out, str) and out else None
+        if store is not None:
+            raise StoreError(f"{out}: inside the kgclip store {store}; a store folder holds only its own files, write elsewhere")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

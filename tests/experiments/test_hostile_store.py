@@ -129,6 +129,17 @@ def test_1_nothing_is_written_inside_a_store(tmp_path, triples, capsys, argv, wh
     refused(capsys, tmp_path, *args, match=f"{out}: inside the kgclip store {tmp_path / 's'}; a store folder holds only its own files")
 
 
+@pytest.mark.parametrize("where", ["view.png", "triplets/view.png", "link/view.png"])
+def test_1_inspect_png_inside_a_store_is_refused(tmp_path, capsys, where):
+    write_toy_store(tmp_path / "s", image_root=tmp_path / "images")
+    (tmp_path / "link").symlink_to(tmp_path / "s")
+    png = tmp_path / where if where.startswith("link") else tmp_path / "s" / where
+    refused(capsys, tmp_path, "inspect", tmp_path / "s", "--entity", "t:dog", "--png", png,
+            match=f"{png}: inside the kgclip store {tmp_path / 's'}; a store folder holds only its own files")
+    rc, err, out = run_cli(capsys, "inspect", tmp_path / "s", "--entity", "t:dog", "--png", tmp_path / "view.png")
+    assert rc == 0 and "wrote" in out and (tmp_path / "view.png").stat().st_size > 0, err
+
+
 @pytest.mark.parametrize("argv", [
     ["prepare", "triples", "{triples}", "--out", "{out}"],
     ["finetune", "glue", "--init", "kgclip-tiny", "--out", "{out}", "--task", "rte", "--train", "{triples}", "--eval", "{triples}"],
