@@ -58,9 +58,13 @@ def pooled_token_count(tokens: int, pool: int, model_name: str = "") -> int:
     patch grid in ``pool`` x ``pool`` windows; a ConfigError when the grid does not divide."""
     if pool == 1:
         return tokens
-    side = math.isqrt(tokens - 1)
-    if side * side != tokens - 1 or side % pool:
-        raise ConfigError(f"model.image_token_pool {pool} does not divide the {model_name or 'image'} tower's patch grid ({tokens - 1} patches)")
+    tower = f"the {model_name or 'image'} tower"
+    side = math.isqrt(max(tokens - 1, 0))
+    if tokens < 2 or side * side != tokens - 1:
+        raise ConfigError(f"model.image_token_pool {pool}: {tower}'s {tokens} tokens do not form a square patch grid after a class token, "
+                          f"so its tokens cannot be pooled; set model.image_token_pool 1")
+    if side % pool:
+        raise ConfigError(f"model.image_token_pool {pool} does not divide {tower}'s {side} x {side} patch grid ({tokens - 1} patches)")
     return 1 + (side // pool) ** 2
 
 

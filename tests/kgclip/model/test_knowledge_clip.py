@@ -206,8 +206,13 @@ def test_pool_image_tokens_keeps_the_class_token_and_averages_each_window():
     assert pooled.flatten().tolist() == [-1.0, 2.5, 4.5, 10.5, 12.5]
     assert pool_image_tokens(tokens, 1) is tokens
     assert pooled_token_count(17, 2) == 5 and pooled_token_count(65, 2) == 17 and pooled_token_count(65, 1) == 65
-    with pytest.raises(ConfigError, match="image_token_pool 3 does not divide"):
+    with pytest.raises(ConfigError, match=r"image_token_pool 3 does not divide the image tower's 4 x 4 patch grid \(16 patches\)"):
         pooled_token_count(17, 3)
+    # 1 + 24 tokens (a 4 x 6 grid) and 16 tokens (a 4 x 4 grid with no class token) are no square grid after a class token
+    for tokens in (25, 16, 1):
+        with pytest.raises(ConfigError, match=rf"ViT-X tower's {tokens} tokens do not form a square patch grid after a class token, .*"
+                                              r"set model.image_token_pool 1"):
+            pooled_token_count(tokens, 2, "ViT-X")
 
 
 def test_image_token_pool_shortens_the_fusion_input():
