@@ -10,10 +10,12 @@
 
 A CLIP init's fresh fusion encoder has the size of the fine-tuning config's ``model`` section
 (the paper's by default), so the comparison with a Knowledge-CLIP init of the same size isolates
-what knowledge training gave.
+what knowledge training gave. A kgclip run keeps its own fusion settings: a ``model.*`` key set to
+other than its default is then ignored, with a warning naming it.
 """
 
-from dataclasses import asdict, dataclass, replace
+import logging
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +27,8 @@ from kgclip.training.restore import load_trained, uses_fusion
 
 KNOWLEDGE_CLIP = "knowledge-clip"
 CLIP = "clip"
+
+log = logging.getLogger("kgclip.finetune")
 
 
 @dataclass
@@ -66,6 +70,7 @@ def load_backbone(init: str, fusion: dict | None = None, seed: int = 0) -> Backb
         except ConfigError as exc:
             raise KgclipError(f"{path}: not a Knowledge-CLIP or CLIP training checkpoint ({exc}); "
                               f"for an open_clip checkpoint file write MODEL:{spec}") from None
+        _warn_ignored(fusion, config.model, uses_fusion(config))
         if uses_fusion(config):
             return Backbone(trained.train(), KNOWLEDGE_CLIP, str(path))
         bundle = ClipBundle(trained.clip, trained.preprocess_train, trained.preprocess_val, trained.tokenizer, config.model.clip_model)
@@ -76,6 +81,23 @@ def load_backbone(init: str, fusion: dict | None = None, seed: int = 0) -> Backb
     cfg = ModelConfig(clip_model=name, pretrained=tag or None, **(fusion or {}))
     torch.manual_seed(seed)
     return Backbone(KnowledgeCLIP(cfg, 1, clip=bundle), CLIP, spec)
+
+
+def ignored_fusion_keys(fusion: dict | None, kept: ModelConfig) -> dict[str, object]:
+    """The ``fusion`` fields set to other than their :class:`ModelConfig` default and to other than ``kept``'s value."""
+    defaults = {f.name: f.default for f in fields(ModelConfig)}
+    return {k: v for k, v in (fusion or {}).items() if k in defaults and v != defaults[k] and v != getattr(kept, k)}
+
+
+def _warn_ignored(fusion: dict | None, kept: ModelConfig, knowledge_clip: bool) -> None:
+    """Log one warning naming the ``model.*`` keys a kgclip run init ignores (it keeps ``kept``'s)."""
+    ignored = ignored_fusion_keys(fusion, kept)
+    if not ignored:
+        return
+    asked = ", ".join(f"model.{k}={v}" for k, v in ignored.items())
+    own = ", ".join(f"{k} {getattr(kept, k)}" for k in ignored)
+    why = "a Knowledge-CLIP init keeps its own fusion encoder" if knowledge_clip else "a kgclip run init makes its fusion encoder at the run's own settings"
+    log.warning("%s %s ignored: %s (%s)", asked, "is" if len(ignored) == 1 else "are", why, own)
 
 
 def backbone_config(backbone: Backbone) -> dict:

@@ -58,3 +58,23 @@ def test_open_clip_checkpoint_file_is_a_clip_init_with_its_weights(tmp_path):
     b = load_backbone(f"kgclip-tiny:{tmp_path / 'tiny.pt'}", FUSION)
     assert b.kind == CLIP and torch.all(b.model.clip.visual.class_embedding == 0.125)
     assert b.model.config.pretrained == str(tmp_path / "tiny.pt")
+
+
+def test_a_kgclip_run_init_warns_once_about_the_model_keys_it_ignores(tmp_path, caplog):
+    run = trained_run(tmp_path / "kg", fusion=True)  # fusion width 32, image_token_pool 1
+    with caplog.at_level("WARNING", logger="kgclip.finetune"):
+        load_backbone(str(run), {"image_token_pool": 2, "fusion_width": 32, "max_text_tokens": 32})
+    # fusion_width 32 is the run's own and max_text_tokens 32 the default: neither is ignored
+    assert [r.getMessage() for r in caplog.records] == [
+        "model.image_token_pool=2 is ignored: a Knowledge-CLIP init keeps its own fusion encoder (image_token_pool 1)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kgclip.finetune"):
+        load_backbone(str(run), {"image_token_pool": 1, "fusion_width": 1024})  # the defaults: nothing said
+        load_backbone("kgclip-tiny", {**FUSION, "image_token_pool": 2})  # an open_clip init uses them: nothing said
+    assert caplog.records == []
+    clip = trained_run(tmp_path / "clip", fusion=False)
+    with caplog.at_level("WARNING", logger="kgclip.finetune"):
+        load_backbone(str(clip), {"fusion_layers": 3, "drop_path": 0.2})
+    assert [r.getMessage() for r in caplog.records] == [
+        "model.fusion_layers=3, model.drop_path=0.2 are ignored: a kgclip run init makes its fusion encoder at the run's own settings "
+        "(fusion_layers 1, drop_path 0.0)"]
