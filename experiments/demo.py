@@ -1,4 +1,4 @@
-"""`kgclip demo`: the demo world, three models, one report.
+"""`kgclip demo`: the demo world, four models (three with ``hard_negatives=0``), one report.
 
 (1) CLIP trained on the world's separate pretraining corpus (web-style pairs): the starting
 "pretrained CLIP" and the teacher;
@@ -60,7 +60,7 @@ class PretrainConfig:
 
 @dataclass
 class VqaStageConfig:
-    """Each of the three models fine-tuned on the demo VQA with the same budget (``kgclip finetune vqa``).
+    """Each compared model fine-tuned on the demo VQA with the same budget (``kgclip finetune vqa``).
 
     Attributes:
         per_type: questions of each type per scene in the VQA files.

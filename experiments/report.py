@@ -61,6 +61,11 @@ def plot_metrics(rows: dict[str, dict[str, float]], keys: list[str], out: Path) 
     return out
 
 
+def _two_se(a: float, b: float, n: int) -> float:
+    """Z standard errors of the difference of two accuracies, each over ``n`` items (unpaired binomial)."""
+    return Z * math.sqrt(max(a * (1 - a), 0) / n + max(b * (1 - b), 0) / n)
+
+
 def verdict(rows: dict[str, dict[str, float]], sizes: dict[str, int] | None = None) -> list[str]:
     """Plain statements of whether the paper's claims hold on the demo world, each with its margin.
 
@@ -87,8 +92,8 @@ def verdict(rows: dict[str, dict[str, float]], sizes: dict[str, int] | None = No
         margin = v - best
         n = sizes.get(key)
         if n:
-            se = math.sqrt(max(v * (1 - v), 0) / n + max(best * (1 - best), 0) / n)
-            ok, rule = margin > Z * se, f"{Z:g} standard errors = {Z * se:+.3f} over {n} items"
+            noise = _two_se(v, best, n)
+            ok, rule = margin > noise, f"{Z:g} standard errors = {noise:+.3f} over {n} items"
             state = "holds" if ok else ("does NOT hold" if margin <= 0 else "is not shown (the margin is within the noise)")
         else:
             ok, rule = margin >= MARGIN, f"clear margin {MARGIN}"
@@ -134,9 +139,9 @@ def hard_negative_lines(rows: dict[str, dict[str, float]], sizes: dict[str, int]
             continue
         margin, n = b - a, sizes.get(key)
         if n:
-            se = math.sqrt(max(a * (1 - a), 0) / n + max(b * (1 - b), 0) / n)
-            state = "better" if margin > Z * se else ("worse" if margin < -Z * se else "no difference beyond the noise")
-            rule = f"{Z:g} standard errors = {Z * se:.3f} over {n} items"
+            noise = _two_se(a, b, n)
+            state = "better" if margin > noise else ("worse" if margin < -noise else "no difference beyond the noise")
+            rule = f"{Z:g} standard errors = {noise:.3f} over {n} items"
         else:
             state = "better" if margin >= MARGIN else ("worse" if margin <= -MARGIN else "no clear difference")
             rule = f"clear margin {MARGIN}"

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from kgclip.config import Range, apply_overrides, from_dict
 from kgclip.errors import ConfigError
-from kgclip.model.knowledge_clip import check_fusion_heads
+from kgclip.model.knowledge_clip import FusionConfig
 from kgclip.training.config import SEED, OptimConfig, TrainConfig
 
 
@@ -34,23 +34,6 @@ class FinetuneTrain(TrainConfig):
     """:class:`~kgclip.training.config.TrainConfig` without a KD teacher (fine-tuning has none)."""
 
     teacher: Literal["start", "none"] = "none"
-
-
-@dataclass
-class FusionConfig:
-    """The fusion encoder a CLIP init gets (freshly initialised); a Knowledge-CLIP init keeps its own.
-    The defaults are the paper's (width 1024, 4 layers, drop path 0.1)."""
-
-    fusion_width: Annotated[int, Range(ge=1)] = 1024
-    fusion_layers: Annotated[int, Range(ge=1)] = 4
-    fusion_heads: Annotated[int, Range(ge=1)] = 16
-    drop_path: Annotated[float, Range(ge=0, lt=1)] = 0.1
-    max_text_tokens: Annotated[int, Range(ge=1)] = 32
-    image_token_pool: Annotated[int, Range(ge=1)] = 1
-    max_image_tokens: Annotated[int, Range(ge=1)] | None = None
-
-    def __post_init__(self) -> None:
-        check_fusion_heads(self.fusion_width, self.fusion_heads)
 
 
 @dataclass

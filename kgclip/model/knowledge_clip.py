@@ -19,12 +19,10 @@ from kgclip.sampling.triplets import TripletBatch
 
 
 @dataclass
-class ModelConfig:
-    """What the model is made of (the paper's values are the defaults of the fusion part).
+class FusionConfig:
+    """The fusion encoder and what enters it (the paper's values are the defaults).
 
     Attributes:
-        clip_model: open_clip model name or kgclip config (``kgclip-tiny``, ``ViT-B-32``, ``ViT-L-14``).
-        pretrained: open_clip pretrained tag (``openai``) or a checkpoint file; None: random init.
         fusion_width, fusion_layers, fusion_heads, drop_path: the fusion Transformer.
         max_text_tokens: text entities keep at most this many tokens (the first ones and always the
             end-of-text token, the only one that has seen the whole text).
@@ -33,12 +31,8 @@ class ModelConfig:
             64-px image in 8-px patches gives 1 + 64 tokens, pooled by 2 1 + 16: the fusion
             encoder's cost falls with the square of its sequence. The grid must divide by it.
         max_image_tokens: image entities keep this many tokens (class token first, after pooling); None: all.
-        gnn_layers: layers of the G2E network.
-        init_temperature: initial temperature of the E2E and G2E InfoNCE losses.
     """
 
-    clip_model: str = "kgclip-tiny"
-    pretrained: str | None = None
     fusion_width: Annotated[int, Range(ge=1)] = 1024
     fusion_layers: Annotated[int, Range(ge=1)] = 4
     fusion_heads: Annotated[int, Range(ge=1)] = 16
@@ -46,11 +40,26 @@ class ModelConfig:
     max_text_tokens: Annotated[int, Range(ge=1)] = 32
     image_token_pool: Annotated[int, Range(ge=1)] = 1
     max_image_tokens: Annotated[int, Range(ge=1)] | None = None
-    gnn_layers: Annotated[int, Range(ge=0)] = 1
-    init_temperature: Annotated[float, Range(gt=0)] = 0.07
 
     def __post_init__(self) -> None:
         check_fusion_heads(self.fusion_width, self.fusion_heads)
+
+
+@dataclass
+class ModelConfig(FusionConfig):
+    """What the model is made of: the towers, the fusion encoder (:class:`FusionConfig`'s fields) and the heads.
+
+    Attributes:
+        clip_model: open_clip model name or kgclip config (``kgclip-tiny``, ``ViT-B-32``, ``ViT-L-14``).
+        pretrained: open_clip pretrained tag (``openai``) or a checkpoint file; None: random init.
+        gnn_layers: layers of the G2E network.
+        init_temperature: initial temperature of the E2E and G2E InfoNCE losses.
+    """
+
+    clip_model: str = "kgclip-tiny"
+    pretrained: str | None = None
+    gnn_layers: Annotated[int, Range(ge=0)] = 1
+    init_temperature: Annotated[float, Range(gt=0)] = 0.07
 
 
 def pooled_token_count(tokens: int, pool: int, model_name: str = "") -> int:
