@@ -154,6 +154,11 @@ def check(obj: T) -> T:
     return from_dict(type(obj), to_dict(obj))
 
 
+def field_defaults(cls: type) -> dict[str, Any]:
+    """``{field: default}`` of a dataclass, for the fields that have a plain default."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A plain mapping (tuples as lists) fit for YAML."""
 

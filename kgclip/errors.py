@@ -19,3 +19,9 @@ class ConfigError(KgclipError):
 
 class SourceError(KgclipError):
     """A source file cannot be converted (unreadable, truncated, wrong format)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the first line, or its type when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__

@@ -15,11 +15,12 @@ other than its default is then ignored, with a warning naming it.
 """
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from kgclip.config import field_defaults
 from kgclip.errors import ConfigError, KgclipError
 from kgclip.model.clip import ClipBundle, create_clip
 from kgclip.model.knowledge_clip import KnowledgeCLIP, ModelConfig
@@ -85,7 +86,7 @@ def load_backbone(init: str, fusion: dict | None = None, seed: int = 0) -> Backb
 
 def ignored_fusion_keys(fusion: dict | None, kept: ModelConfig) -> dict[str, object]:
     """The ``fusion`` fields set to other than their :class:`ModelConfig` default and to other than ``kept``'s value."""
-    defaults = {f.name: f.default for f in fields(ModelConfig)}
+    defaults = field_defaults(ModelConfig)
     return {k: v for k, v in (fusion or {}).items() if k in defaults and v != defaults[k] and v != getattr(kept, k)}
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kgclip.errors import StoreError
+from kgclip.errors import StoreError, one_line
 from kgclip.store.files import data_files, file_problems
 from kgclip.store.format import (
     ALIAS_SCHEMA,
@@ -31,12 +31,6 @@ from kgclip.store.format import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (the first line, or its type when it has none)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
 
 
 def _read_parquet(path: Path, columns: list[str] | None = None, dictionary: Sequence[str] = ()) -> pa.Table:

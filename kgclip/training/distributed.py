@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from kgclip.errors import KgclipError
+from kgclip.errors import KgclipError, one_line
 
 
 @dataclass
@@ -167,7 +167,7 @@ def on_main(env: DistEnv, fn):
             error = exc
     if env.distributed:
         user = isinstance(error, KgclipError)
-        box = [None if error is None else (type(error).__name__, str(error) if user else _one_line(error), user)]
+        box = [None if error is None else (type(error).__name__, str(error) if user else one_line(error)[:300], user)]
         dist.broadcast_object_list(box, src=0)
         if box[0] is not None and error is None:
             name, text, user = box[0]
@@ -179,11 +179,6 @@ def on_main(env: DistEnv, fn):
 
 class RankFailed(KgclipError):
     """Another rank failed (its message, one line, prefixed with its rank)."""
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip()[:300] if lines else type(exc).__name__
 
 
 def raise_together(env: DistEnv, error: BaseException | None) -> None:
@@ -202,7 +197,7 @@ def raise_together(env: DistEnv, error: BaseException | None) -> None:
     dist.all_reduce(flag)
     if int(flag.item()) == 0:
         return
-    mine = None if error is None else (env.rank, type(error).__name__, _one_line(error), isinstance(error, KgclipError))
+    mine = None if error is None else (env.rank, type(error).__name__, one_line(error)[:300], isinstance(error, KgclipError))
     found: list = [None] * env.world_size
     dist.all_gather_object(found, mine)
     if error is not None:

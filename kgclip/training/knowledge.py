@@ -5,14 +5,13 @@ the relation texts, the id maps and the fingerprint saved in checkpoints all com
 """
 
 import copy
-import dataclasses
 import logging
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from kgclip.config import to_dict
+from kgclip.config import field_defaults, to_dict
 from kgclip.errors import ConfigError
 from kgclip.graph import KnowledgeGraph
 from kgclip.losses import KnowledgeClipLoss
@@ -157,7 +156,7 @@ class KnowledgeTask:
         saved = ckpt["config"].get("model", {})
         now = to_dict(self.config)["model"]
         # a field added to the model config after the checkpoint was written had its default then
-        defaults = {f.name: f.default for f in dataclasses.fields(self.config.model) if f.default is not dataclasses.MISSING}
+        defaults = field_defaults(type(self.config.model))
         diff = {k: (saved.get(k, defaults.get(k)), v) for k, v in now.items()
                 if saved.get(k, defaults.get(k)) != v and k != "pretrained"}
         if diff:

@@ -3,12 +3,10 @@
 Only the main rank writes; other ranks get a logger that only counts.
 """
 
-import contextlib
 import csv
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from kgclip.progress import bar
@@ -172,15 +170,3 @@ class RunLog:
             self._logger.setLevel(self._old[0])
             self._logger.propagate = self._old[1]
             self._old = None
-
-
-@contextlib.contextmanager
-def log_to_file(path: Path | None) -> Iterator[None]:
-    """Send the ``kgclip`` loggers' INFO records to ``path`` and warnings to the console while in the block.
-
-    None: leave logging as it is (ranks other than 0).
-    """
-    with RunLog(path is not None) as run_log:
-        if path is not None:
-            run_log.to_file(path)
-        yield
